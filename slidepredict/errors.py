@@ -1,0 +1,31 @@
+"""Errors a user can cause. The CLI prints them as one line, without a traceback."""
+
+from __future__ import annotations
+
+
+class SlidePredictError(Exception):
+    """Base class: a problem with the user's input or environment, explained in one line."""
+
+
+class SlideError(SlidePredictError):
+    """A slide cannot be opened or read."""
+
+
+class MPPError(SlideError):
+    """A slide's resolution (microns per pixel) is unknown."""
+
+
+class NoTissueError(SlidePredictError):
+    """No tissue (or no usable tile) was found on a slide."""
+
+
+class FeatureFileError(SlidePredictError):
+    """A feature or coordinate file is missing, incomplete or incompatible."""
+
+
+class ConfigError(SlidePredictError):
+    """A configuration file or option is invalid."""
+
+
+class CohortError(SlidePredictError):
+    """Clinical/slide tables and features cannot be combined into a cohort."""

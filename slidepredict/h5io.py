@@ -1,0 +1,266 @@
+"""The per-slide h5 contract (DESIGN.md §3): atomic writes, completeness checks, locks, readers.
+
+Tiling writes ``coords`` only; extraction adds ``features``. Both go through
+:func:`write_h5_atomic` so a killed process never leaves a file that looks complete, and
+through :func:`slide_lock` so several processes can share one output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slidepredict._version import __version__
+from slidepredict.errors import FeatureFileError
+
+COMPLETE_ATTR = "slidepredict_complete"
+TMP_SUFFIX = ".partial"
+LOCK_SUFFIX = ".lock"
+
+
+@dataclass
+class FeatureBag:
+    """What any supported feature file holds, whatever tool wrote it."""
+
+    path: Path
+    features: np.ndarray | None
+    coords: np.ndarray | None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    layout: str = "slidepredict"
+
+    @property
+    def n_tiles(self) -> int:
+        if self.features is not None:
+            return int(self.features.shape[0])
+        return 0 if self.coords is None else int(self.coords.shape[0])
+
+
+def _attr_value(value: Any) -> Any:
+    """h5py attributes cannot hold None or nested dicts; store those as JSON strings."""
+    if value is None:
+        return "none"
+    if isinstance(value, (dict, list, tuple)) and not (
+        isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)
+    ):
+        return json.dumps(value)
+    return value
+
+
+def write_h5_atomic(
+    path: str | os.PathLike[str],
+    datasets: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+) -> Path:
+    """Write datasets and attrs to a temporary file and rename it into place when complete."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name, data in datasets.items():
+                f.create_dataset(name, data=data)
+            for key, value in attrs.items():
+                f.attrs[key] = _attr_value(value)
+            f.attrs["slidepredict_version"] = __version__
+            f.attrs[COMPLETE_ATTR] = True
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Attributes of a complete slidepredict file, or None when it is missing or unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _py(v) for k, v in f.attrs.items()}
+    except (OSError, KeyError):
+        return None
+    return attrs if attrs.get(COMPLETE_ATTR) else None
+
+
+def is_complete(path: str | os.PathLike[str], expected: Mapping[str, Any], datasets: tuple[str, ...] = ("coords",)) -> bool:
+    """True when ``path`` is a finished file whose attrs match every expected setting."""
+    import h5py
+
+    attrs = read_attrs(path)
+    if attrs is None:
+        return False
+    for key, want in expected.items():
+        have = attrs.get(key)
+        if isinstance(want, float) or isinstance(have, float):
+            try:
+                if not np.isclose(float(have), float(want), rtol=1e-6):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif str(have) != str(_attr_value(want)):
+            return False
+    with h5py.File(path, "r") as f:
+        return all(name in f for name in datasets)
+
+
+def _py(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+_TILE_NAME_XY = re.compile(r"\((\d+),\s*(\d+)\)")
+
+
+def _coords_from_names(names: np.ndarray) -> np.ndarray | None:
+    """Recover (x, y) from tile file names like ``Tile_(16896,20480).jpg`` when a file has no coords."""
+    out = []
+    for raw in names:
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        m = _TILE_NAME_XY.search(name)
+        if m is None:
+            return None
+        out.append((int(m.group(1)), int(m.group(2))))
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
+def read_features(path: str | os.PathLike[str], load: bool = True) -> FeatureBag:
+    """Read a feature file written by slidepredict, CLAM/TRIDENT (``features``) or STAMP (``feats``).
+
+    STAMP stores coordinates in microns; they are converted to level-0 pixels when the
+    file records the slide MPP, and kept as they are otherwise (``layout='stamp'``).
+    Files without coordinates (some marugoto exports) get them from tile names when
+    possible, else ``coords`` is None.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureFileError(f"feature file not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FeatureFileError(f"{path}: not a readable HDF5 feature file ({exc.__class__.__name__})") from None
+    with f:
+        attrs = {k: _py(v) for k, v in f.attrs.items()}
+        if "features" in f:
+            key, layout = "features", "slidepredict" if "encoder" in attrs else "clam"
+        elif "feats" in f:
+            key, layout = "feats", "stamp"
+        else:
+            raise FeatureFileError(
+                f"{path}: no 'features' or 'feats' dataset (found: {', '.join(f.keys()) or 'nothing'}); "
+                "is this a coordinates-only file from `slidepredict tile`?"
+            )
+        ds = f[key]
+        if ds.ndim == 3 and ds.shape[0] == 1:  # CLAM/TRIDENT sometimes store (1, N, D)
+            feats = ds[0] if load else None
+        elif ds.ndim == 2:
+            feats = ds[()] if load else None
+        else:
+            raise FeatureFileError(f"{path}: '{key}' has shape {ds.shape}; expected (N, D)")
+        coords = None
+        if "coords" in f:
+            coords = np.asarray(f["coords"][()])
+            if coords.ndim == 3 and coords.shape[0] == 1:
+                coords = coords[0]
+            if layout == "stamp" and "mpp" in attrs and coords.dtype.kind == "f":
+                coords = np.round(coords / float(attrs["mpp"]))
+            coords = coords.astype(np.int64)
+        elif "metadata" in f:
+            coords = _coords_from_names(f["metadata"][()])
+        n = ds.shape[-2]
+        if coords is not None and coords.shape[0] != n:
+            raise FeatureFileError(f"{path}: {n} feature rows but {coords.shape[0]} coordinates")
+    return FeatureBag(path=path, features=feats, coords=coords, attrs=attrs, layout=layout)
+
+
+def feature_dim(path: str | os.PathLike[str]) -> int:
+    """Embedding size without loading the features (for checks across a cohort)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        key = "features" if "features" in f else "feats"
+        return int(f[key].shape[-1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def slide_lock(target: str | os.PathLike[str], stale_after_s: float = 6 * 3600) -> Iterator[bool]:
+    """Try to take ``<target>.lock``; yields False when another live process holds it.
+
+    A lock whose process is gone (same host) or that is older than ``stale_after_s``
+    is taken over, so a killed job never blocks a slide for ever.
+    """
+    lock = Path(f"{target}{LOCK_SUFFIX}")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    acquired = False
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _lock_is_stale(lock, stale_after_s):
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            break
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        acquired = True
+        break
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+
+def _lock_is_stale(lock: Path, stale_after_s: float) -> bool:
+    try:
+        text = lock.read_text().split()
+        age = time.time() - lock.stat().st_mtime
+    except (FileNotFoundError, OSError):
+        return True
+    if age > stale_after_s:
+        return True
+    if len(text) == 2 and text[0] == socket.gethostname() and text[1].isdigit():
+        return not _pid_alive(int(text[1]))
+    return False
+
+
+def clean_partials(folder: str | os.PathLike[str]) -> int:
+    """Remove temporary files left by killed runs of this host's dead processes; returns how many."""
+    removed = 0
+    for tmp in Path(folder).glob(f"*{TMP_SUFFIX}"):
+        pid = tmp.name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+    return removed
