@@ -7,12 +7,15 @@ Heavy libraries (torch, openslide, ...) are imported inside command bodies so th
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 
 from slidepredict.cli._app import app
 
-# One module per command group; each registers its commands on ``app`` when imported.
-COMMAND_MODULES: tuple[str, ...] = (
+# Every public module in this package is a command group that registers its commands on
+# ``app`` when imported; adding a command never touches this file.
+COMMAND_MODULES: tuple[str, ...] = tuple(
+    m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
 )
 
 for _name in COMMAND_MODULES:
