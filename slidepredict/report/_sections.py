@@ -1,0 +1,165 @@
+"""Report sections: each finds its inputs in the run folder and renders an HTML fragment.
+
+All user-controlled text (patient IDs, class names, file names, config values) goes through
+Jinja2's autoescaping; images are embedded as data URIs so the page is one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+MAX_PRED_ROWS = 500
+THUMB_PX = 360
+
+
+@dataclass
+class Section:
+    """A titled block of the page; ``html`` is already escaped/safe."""
+
+    key: str
+    title: str
+    html: Markup
+
+
+SectionFn = Callable[[Path, Any], "Section | None"]
+SECTIONS: dict[str, SectionFn] = {}
+
+
+def register_section(key: str) -> Callable[[SectionFn], SectionFn]:
+    """Add a section; the page shows them in registration order."""
+
+    def deco(fn: SectionFn) -> SectionFn:
+        if key in SECTIONS:
+            raise ValueError(f"report section {key!r} registered twice")
+        SECTIONS[key] = fn
+        return fn
+
+    return deco
+
+
+def _rel(path: Path, run_dir: Path) -> str:
+    rel = path.relative_to(run_dir).as_posix()
+    return "run folder" if rel == "." else rel
+
+
+def image_data_uri(path: Path, max_px: int | None = None) -> str:
+    """PNG data URI of an image file, shrunk to ``max_px`` on its long side when given."""
+    from PIL import Image
+
+    if max_px is None and path.suffix.lower() == ".png":
+        data = path.read_bytes()
+    else:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if max_px:
+                im.thumbnail((max_px, max_px))
+            buf = io.BytesIO()
+            im.save(buf, format="PNG", optimize=True)
+            data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _files(run_dir: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in run_dir.rglob(pattern) if p.is_file() and ".partial" not in p.name)
+
+
+@register_section("config")
+def config_section(run_dir: Path, env: Any) -> Section | None:
+    cfgs = _files(run_dir, "config.resolved.yaml") or _files(run_dir, "config.yaml")
+    if not cfgs:
+        return None
+    text = cfgs[0].read_text(errors="replace")
+    html = env.from_string("<p>{{ name }}</p><details><summary>Resolved configuration</summary><pre>{{ text }}</pre></details>").render(
+        name=_rel(cfgs[0], run_dir), text=text
+    )
+    return Section("config", "Run", Markup(html))
+
+
+@register_section("cohort")
+def cohort_section(run_dir: Path, env: Any) -> Section | None:
+    files = _files(run_dir, "cohort-summary.json")
+    if not files:
+        return None
+    blocks = []
+    for f in files:
+        data = json.loads(f.read_text())
+        blocks.append({"where": _rel(f.parent, run_dir), "data": data})
+    html = env.get_template("cohort.html").render(blocks=blocks)
+    return Section("cohort", "Cohort", Markup(html))
+
+
+@register_section("metrics")
+def metrics_section(run_dir: Path, env: Any) -> Section | None:
+    import pandas as pd
+
+    files = _files(run_dir, "metrics.csv")
+    if not files:
+        return None
+    tables = []
+    for f in files:
+        df = pd.read_csv(f)
+        keep = df[df["metric"].isin(["auroc", "auprc", "brier", "f1", "sensitivity", "specificity"])] if "metric" in df else df
+        tables.append({"where": _rel(f.parent, run_dir), "columns": list(keep.columns), "rows": keep.round(3).astype(str).values.tolist()})
+    plots = [
+        {"name": _rel(p, run_dir), "uri": image_data_uri(p)}
+        for f in files
+        for p in sorted(f.parent.glob("*.png"))
+    ]
+    html = env.get_template("metrics.html").render(tables=tables, plots=plots)
+    return Section("metrics", "Performance", Markup(html))
+
+
+@register_section("predictions")
+def predictions_section(run_dir: Path, env: Any) -> Section | None:
+    import pandas as pd
+
+    files = [f for f in _files(run_dir, "patient-preds.csv") if "fold-" not in f.parent.name]
+    if not files:
+        return None
+    tables = []
+    for f in files:
+        df = pd.read_csv(f)
+        tables.append({
+            "where": _rel(f, run_dir),
+            "columns": list(df.columns),
+            "rows": df.head(MAX_PRED_ROWS).round(3).astype(str).values.tolist(),
+            "more": max(0, len(df) - MAX_PRED_ROWS),
+        })
+    html = env.get_template("predictions.html").render(tables=tables)
+    return Section("predictions", "Patient predictions", Markup(html))
+
+
+@register_section("heatmaps")
+def heatmaps_section(run_dir: Path, env: Any) -> Section | None:
+    pngs = _files(run_dir, "*_heatmap*.png")
+    if not pngs:
+        return None
+    items = []
+    for p in pngs:
+        geo = sorted(p.parent.glob("*.geojson"))
+        items.append({
+            "name": p.stem,
+            "href": _rel(p, run_dir),
+            "uri": image_data_uri(p, THUMB_PX),
+            "geojson": [_rel(g, run_dir) for g in geo],
+        })
+    html = env.get_template("heatmaps.html").render(items=items)
+    return Section("heatmaps", "Heatmaps", Markup(html))
+
+
+@register_section("qc")
+def qc_section(run_dir: Path, env: Any) -> Section | None:
+    pngs = [p for p in _files(run_dir, "*.png") if p.parent.name == "qc"]
+    if not pngs:
+        return None
+    items = [{"name": p.stem, "href": _rel(p, run_dir), "uri": image_data_uri(p, THUMB_PX // 2), "geojson": []} for p in pngs[:200]]
+    html = env.get_template("heatmaps.html").render(items=items)
+    return Section("qc", "Tissue detection and tiling (QC)", Markup(html))
