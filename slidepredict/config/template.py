@@ -1,0 +1,120 @@
+"""The commented template of `slidepredict init` and the Markdown config reference, both
+generated from the pydantic models so neither can drift from what is validated."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from slidepredict.config.models import RunConfig
+
+# Example values for required keys, so the template is a runnable starting point.
+EXAMPLES: dict[str, Any] = {
+    "output_dir": "runs/my-cohort",
+    "cohort.slides_dir": "slides/",
+    "cohort.clini_table": "clini.csv",
+    "cohort.slide_table": "slides.csv",
+    "training.targets": ["MSI"],
+    "deploy.slides_dir": "external/slides/",
+    "deploy.clini_table": "external/clini.csv",
+    "deploy.slide_table": "external/slides.csv",
+}
+# Optional sections the template switches on, because most runs want them.
+TEMPLATE_SECTIONS = ("training",)
+
+
+def _submodel(field: Any) -> type[BaseModel] | None:
+    ann = field.annotation
+    for a in (ann, *typing.get_args(ann)):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+    return None
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    return json.dumps(value) if not isinstance(value, str) or value == "" else value
+
+
+def _default(field: Any, key: str) -> Any:
+    if key in EXAMPLES:
+        return EXAMPLES[key]
+    if field.default is not PydanticUndefined:
+        return field.default
+    if field.default_factory is not None:
+        return field.default_factory()
+    return None
+
+
+def template_yaml(model: type[BaseModel] = RunConfig, prefix: str = "", indent: int = 0) -> str:
+    """YAML with every key, its default (or an example) and its description as a comment."""
+    lines: list[str] = []
+    pad = "  " * indent
+    if not prefix:
+        lines += ["# slidepredict run configuration. Run it with: slidepredict run config.yaml",
+                  "# Relative paths are relative to this file. Delete a section to skip that stage.", ""]
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        sub = _submodel(field)
+        desc = field.description or ((sub.__doc__ or "").strip().splitlines() or [""])[0]
+        if sub is not None:
+            optional = field.default is None
+            if optional and name not in TEMPLATE_SECTIONS and name != "deploy":
+                continue
+            if desc:
+                lines.append(f"{pad}# {desc}")
+            body = template_yaml(sub, f"{key}.", indent + 1)
+            if optional and name == "deploy":
+                lines.append(f"{pad}# (optional) uncomment to validate on an external cohort")
+                lines.append(f"{pad}# {name}:")
+                lines += [f"{pad}# {line[len(pad):]}" for line in body.splitlines() if line.strip()]
+            else:
+                lines.append(f"{pad}{name}:")
+                lines.append(body)
+            lines.append("")
+            continue
+        value = _default(field, key)
+        comment = f"  # {desc}" if desc else ""
+        if isinstance(value, list) and value:
+            lines.append(f"{pad}{name}: [{', '.join(_scalar(v) for v in value)}]{comment}")
+        elif isinstance(value, dict):
+            lines.append(f"{pad}{name}: {{}}{comment}")
+        else:
+            lines.append(f"{pad}{name}: {'null' if value is None else _scalar(value)}{comment}")
+    return "\n".join(lines).rstrip() + "\n" if not prefix else "\n".join(lines)
+
+
+def reference_markdown() -> str:
+    """docs/config.md: one table per section."""
+    out = ["# Configuration reference", "",
+           "Generated from `slidepredict/config/models.py` (`python -m slidepredict.config.template > docs/config.md`).",
+           "Unknown keys are errors. Relative paths are relative to the config file.", ""]
+    top = [(n, f) for n, f in RunConfig.model_fields.items() if _submodel(f) is None]
+    sections = [(n, f) for n, f in RunConfig.model_fields.items() if _submodel(f) is not None]
+    out += ["## Top level", "", "| key | default | description |", "|---|---|---|"]
+    out += [f"| `{n}` | {_md_default(f)} | {f.description or ''} |" for n, f in top]
+    for name, field in sections:
+        sub = _submodel(field)
+        assert sub is not None
+        req = "optional section" if field.default is None else "section"
+        out += ["", f"## `{name}` ({req})", "", (sub.__doc__ or "").strip(), "",
+                "| key | default | description |", "|---|---|---|"]
+        out += [f"| `{n}` | {_md_default(f)} | {f.description or ''} |" for n, f in sub.model_fields.items()]
+    return "\n".join(out) + "\n"
+
+
+def _md_default(field: Any) -> str:
+    if field.is_required():
+        return "**required**"
+    value = field.default if field.default is not PydanticUndefined else field.default_factory()
+    return f"`{json.dumps(value if not isinstance(value, Path) else str(value))}`"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")
