@@ -120,3 +120,9 @@ def test_reference_lists_every_key() -> None:
     md = reference_markdown()
     for key in ("`tile_um`", "`encoder`", "`targets`", "`n_bootstrap`", "`topk`", "## `deploy` (optional section)"):
         assert key in md
+
+
+def test_docs_config_reference_is_current() -> None:
+    """docs/config.md is generated; regenerate with `python -m slidepredict.config.template > docs/config.md`."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert docs.read_text() == reference_markdown()
