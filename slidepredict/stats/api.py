@@ -1,0 +1,151 @@
+"""`compute_stats`: predictions files in, a folder of tables and figures out.
+
+All inputs are validated before anything is written, and outputs are staged in a hidden
+folder and moved into place at the end, so an error never leaves a half-written folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from slidepredict.batch import check_writable
+from slidepredict.stats.metrics import MACRO, confusion, evaluate
+from slidepredict.stats.plots import plot_target
+from slidepredict.stats.tables import Predictions, PredictionsError, load_all, safe_name
+
+log = logging.getLogger(__name__)
+
+POOLED = "pooled"
+METRICS_CSV = "metrics.csv"
+
+
+@dataclass
+class StatsResult:
+    """What `compute_stats` wrote, plus the headline figure a demo or report prints first."""
+
+    table: pd.DataFrame
+    metrics_csv: Path
+    plots: list[Path]
+    confusion: dict[tuple[str, str], Path]  # (target, group) -> csv
+    headlines: dict[str, dict] = field(default_factory=dict)  # per target
+
+    @property
+    def headline(self) -> dict:
+        """Headline of the first target: pooled AUROC of the positive class (macro if multi-class)."""
+        return next(iter(self.headlines.values()))
+
+
+def pool(groups: list[Predictions]) -> Predictions:
+    """All groups of a target as one; a patient seen in several files stays one bootstrap unit."""
+    first = groups[0]
+    return replace(
+        first, group=POOLED,
+        **{k: np.concatenate([getattr(g, k) for g in groups]) for k in ("patients", "labels", "predicted", "probs")},
+    )
+
+
+def positive_class(pooled: Predictions, requested: str | None) -> str:
+    """The class a binary target is plotted and headlined for: the requested one, else the rarer."""
+    if requested is not None:
+        if requested not in pooled.classes:
+            raise PredictionsError(
+                f"--positive '{requested}' is not a class of target '{pooled.target}' "
+                f"(classes: {', '.join(pooled.classes)})."
+            )
+        return requested
+    counts = [int((pooled.labels == c).sum()) for c in pooled.classes]
+    # Ties go to the later column, as `<target>_<positive>` usually comes last.
+    return pooled.classes[len(counts) - 1 - int(np.argmin(counts[::-1]))]
+
+
+def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
+    row = table[(table["target"] == target) & (table["group"] == POOLED)
+                & (table["class"] == cls) & (table["metric"] == "AUROC")].iloc[0]
+    text = f"AUROC {row['value']:.2f}"
+    if not np.isnan(row["ci_low"]):
+        text += f" ({ci:.0%} CI {row['ci_low']:.2f}-{row['ci_high']:.2f})"
+    return {
+        "target": target, "class": cls, "group": POOLED, "metric": "AUROC",
+        "value": float(row["value"]), "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
+        "ci": ci, "n": int(row["n"]), "n_bootstrap": row["n_bootstrap"], "text": text,
+    }
+
+
+def _check_options(n_bootstrap: int, ci: float) -> None:
+    if n_bootstrap < 0:
+        raise PredictionsError(f"--n-bootstrap must be 0 (no CIs) or more, got {n_bootstrap}.")
+    if not 0.0 < ci < 1.0:
+        raise PredictionsError(f"--ci must be between 0 and 1 (e.g. 0.95), got {ci}.")
+
+
+def _publish(out_dir: Path, written: list[Path]) -> list[Path]:
+    """Move staged files into place; each move is atomic, and nothing is staged in out_dir itself."""
+    final = []
+    for path in written:
+        os.replace(path, out_dir / path.name)
+        final.append(out_dir / path.name)
+    return final
+
+
+def compute_stats(
+    pred_files: list[Path],
+    out_dir: Path,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    positive: str | None = None,
+) -> StatsResult:
+    """Per target, class and group (file/fold and pooled): metrics with CIs, confusion, plots."""
+    _check_options(n_bootstrap, ci)
+    by_target = load_all([Path(p) for p in pred_files])
+    tables, matrices, plans, headlines = [], {}, [], {}
+    for target, groups in by_target.items():
+        pooled = pool(groups)
+        folds = groups if len(groups) > 1 else []
+        for g in folds + [pooled]:
+            tables.append(evaluate(g, n_bootstrap, seed, ci))
+            matrices[(target, g.group)] = confusion(g)
+        binary = len(pooled.classes) == 2
+        shown = [positive_class(pooled, positive)] if binary else list(pooled.classes)
+        plans.append((folds, pooled, shown))
+        headlines[target] = (shown[0] if binary else MACRO)
+    table = pd.concat(tables, ignore_index=True)
+    headlines = {t: headline(table, t, cls, ci) for t, cls in headlines.items()}
+
+    out_dir = Path(out_dir)
+    existed = out_dir.exists()
+    check_writable(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=".stats-", dir=out_dir))
+    try:
+        written = [staging / METRICS_CSV]
+        table.to_csv(written[0], index=False, float_format="%.6g")
+        confusion_paths = {}
+        for (target, group), matrix in matrices.items():
+            path = staging / f"confusion-{safe_name(target)}-{safe_name(group)}.csv"
+            matrix.to_csv(path)
+            confusion_paths[(target, group)] = out_dir / path.name
+            written.append(path)
+        plots = []
+        for folds, pooled, shown in plans:
+            plots += plot_target(folds, pooled, shown, table, staging, ci)
+        final = _publish(out_dir, written + plots)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for h in headlines.values():
+        log.info("%s: %s (n=%d, pooled)", h["target"], h["text"], h["n"])
+    return StatsResult(
+        table=table, metrics_csv=final[0], plots=final[len(written):],
+        confusion=confusion_paths, headlines=headlines,
+    )

@@ -1,0 +1,166 @@
+"""Point metrics (scikit-learn) and patient-level bootstrap confidence intervals.
+
+Each class is scored one-vs-rest; multi-class targets add macro averages. Only the
+threshold-free ranking metrics (AUROC, AUPRC) get bootstrap CIs: they are the headline
+figures, and thresholded metrics at a data-chosen (Youden) cut-off would need the
+threshold re-chosen per resample to be honest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+from slidepredict.progress import track
+from slidepredict.stats.tables import Predictions
+
+log = logging.getLogger(__name__)
+
+MACRO, OVERALL = "macro", "overall"
+COLUMNS = ["target", "class", "group", "metric", "value", "ci_low", "ci_high", "n", "n_pos", "n_bootstrap"]
+
+Score = Callable[[np.ndarray, np.ndarray], float]
+
+# Threshold-free metrics: scored on (0/1 truth, probability); these get bootstrap CIs.
+RANKING: dict[str, Score] = {
+    "AUROC": roc_auc_score,
+    "AUPRC": average_precision_score,
+}
+
+# Metrics of a hard 0/1 decision at a threshold.
+DECISION: dict[str, Score] = {
+    "F1": lambda y, yhat: f1_score(y, yhat, zero_division=0.0),
+    "sensitivity": lambda y, yhat: recall_score(y, yhat, zero_division=0.0),
+    "specificity": lambda y, yhat: recall_score(y, yhat, pos_label=0, zero_division=0.0),
+}
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability cut-off maximising sensitivity + specificity - 1 on these data."""
+    fpr, tpr, thresholds = roc_curve(y, p)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thresholds[best], 1.0))  # roc_curve's first threshold is +inf
+
+
+THRESHOLDS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "0.5": lambda y, p: 0.5,
+    "youden": youden_threshold,
+}
+
+
+def class_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """All point metrics of one class scored one-vs-rest (y: 0/1 truth, p: its probability)."""
+    out = {name: float(fn(y, p)) for name, fn in RANKING.items()}
+    for tname, choose in THRESHOLDS.items():
+        cut = choose(y, p)
+        if tname != "0.5":
+            out[f"threshold@{tname}"] = cut
+        yhat = (p >= cut).astype(int)
+        out.update({f"{m}@{tname}": float(fn(y, yhat)) for m, fn in DECISION.items()})
+    out["brier"] = float(brier_score_loss(y, p))
+    out["prevalence"] = float(y.mean())
+    return out
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    n_used: int
+
+
+def _resample_rows(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rows of one resample of patients: a patient drawn k times contributes all its rows k times."""
+    n_patients = int(codes.max()) + 1
+    counts = np.bincount(rng.integers(0, n_patients, n_patients), minlength=n_patients)
+    return np.repeat(np.arange(len(codes)), counts[codes])
+
+
+def bootstrap(
+    g: Predictions, n_bootstrap: int, seed: int, ci: float
+) -> dict[tuple[str, str], Interval]:
+    """Percentile CIs of the ranking metrics per class (and macro) from patient-level resamples.
+
+    Resamples in which a class has only positives or only negatives are skipped for that
+    class (and for the macro average); how many were used is reported with the interval.
+    """
+    codes, _ = pd.factorize(g.patients)
+    truth, probs = g.onehot(), g.probs
+    keys = list(g.classes) + ([MACRO] if len(g.classes) > 2 else [])
+    samples: dict[tuple[str, str], list[float]] = {(k, m): [] for k in keys for m in RANKING}
+    rng = np.random.default_rng(seed)
+    for _ in track(range(n_bootstrap), f"Bootstrap {g.target} {g.group}"):
+        rows = _resample_rows(codes, rng)
+        y, p = truth[rows], probs[rows]
+        valid = y.min(axis=0) != y.max(axis=0)
+        for m, fn in RANKING.items():
+            values = [float(fn(y[:, k], p[:, k])) if valid[k] else np.nan for k in range(len(g.classes))]
+            for k, cls in enumerate(g.classes):
+                if valid[k]:
+                    samples[(cls, m)].append(values[k])
+            if MACRO in keys and valid.all():
+                samples[(MACRO, m)].append(float(np.mean(values)))
+    alpha = (1.0 - ci) / 2.0
+    out = {}
+    for key, values in samples.items():
+        if not values:
+            log.warning("%s %s %s: no bootstrap resample had both classes; no CI", g.target, g.group, key)
+            out[key] = Interval(np.nan, np.nan, 0)
+            continue
+        low, high = np.quantile(values, [alpha, 1.0 - alpha])
+        out[key] = Interval(float(low), float(high), len(values))
+    return out
+
+
+def confusion(g: Predictions) -> pd.DataFrame:
+    """Confusion matrix of the `pred` column: rows are true classes, columns predicted ones."""
+    matrix = confusion_matrix(g.labels, g.predicted, labels=list(g.classes))
+    return pd.DataFrame(
+        matrix,
+        index=pd.Index([f"true {c}" for c in g.classes], name=g.target),
+        columns=[f"pred {c}" for c in g.classes],
+    )
+
+
+def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float) -> pd.DataFrame:
+    """Tidy table of every metric of one group: one row per (class, metric)."""
+    truth = g.onehot()
+    rows: list[dict] = []
+
+    def add(cls: str, metric: str, value: float, n_pos: float, iv: Interval | None = None) -> None:
+        rows.append({
+            "target": g.target, "class": cls, "group": g.group, "metric": metric, "value": value,
+            "ci_low": iv.low if iv else np.nan, "ci_high": iv.high if iv else np.nan,
+            "n": g.n, "n_pos": n_pos, "n_bootstrap": iv.n_used if iv else np.nan,
+        })
+
+    intervals = bootstrap(g, n_bootstrap, seed, ci) if n_bootstrap > 0 else {}
+    per_class = {}
+    for k, cls in enumerate(g.classes):
+        per_class[cls] = class_metrics(truth[:, k], g.probs[:, k])
+        for metric, value in per_class[cls].items():
+            add(cls, metric, value, int(truth[:, k].sum()), intervals.get((cls, metric)))
+    if len(g.classes) > 2:
+        for metric in per_class[g.classes[0]]:
+            if metric.startswith("threshold@") or metric == "prevalence":
+                continue
+            value = float(np.mean([m[metric] for m in per_class.values()]))
+            add(MACRO, metric, value, np.nan, intervals.get((MACRO, metric)))
+    add(OVERALL, "accuracy", float(accuracy_score(g.labels, g.predicted)), np.nan)
+    add(OVERALL, "balanced_accuracy", float(balanced_accuracy_score(g.labels, g.predicted)), np.nan)
+    return pd.DataFrame(rows, columns=COLUMNS)

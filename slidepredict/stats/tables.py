@@ -1,0 +1,246 @@
+"""Read and validate `patient-preds.csv` files (DESIGN.md §3) before any statistic is computed.
+
+Every check here runs before a single output is written, so a bad file never leaves
+half a results folder behind. Messages name the file and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from slidepredict.errors import SlidePredictError
+
+log = logging.getLogger(__name__)
+
+PATIENT, PRED, FOLD = "PATIENT", "pred", "fold"
+RESERVED = (PATIENT, PRED, FOLD)
+# Only empty cells (and pandas' own NaN spelling) mean "no label": class names such as
+# "NA" or "None" stay class names.
+_NA_VALUES = ["", "nan", "NaN"]
+
+
+class PredictionsError(SlidePredictError):
+    """A predictions file cannot be evaluated (missing, empty, malformed or inconsistent)."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One evaluation group: the labelled rows of one file (or of one fold inside a file)."""
+
+    source: Path
+    group: str
+    target: str
+    classes: tuple[str, ...]
+    patients: np.ndarray  # (n,) str
+    labels: np.ndarray  # (n,) str, one of classes
+    predicted: np.ndarray  # (n,) str, one of classes
+    probs: np.ndarray  # (n, n_classes) float, columns ordered as classes
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def onehot(self) -> np.ndarray:
+        """(n, n_classes) 0/1 matrix of the true classes, for one-vs-rest statistics."""
+        return (self.labels[:, None] == np.asarray(self.classes)[None, :]).astype(int)
+
+
+def infer_target(columns: list[str], path: Path) -> tuple[str, list[str]]:
+    """Find the label column T whose `T_<class>` probability columns exist.
+
+    Class names may contain underscores, so a probability column can itself look like a
+    target (`MSI_H_low` under `MSI_H`); candidates that are another candidate's
+    probability column are therefore dropped before deciding.
+    """
+    cols = [c for c in columns if c not in RESERVED]
+    prob_cols = {t: [c for c in cols if c != t and c.startswith(f"{t}_")] for t in cols}
+    candidates = [t for t, p in prob_cols.items() if p]
+    roots = [t for t in candidates if not any(t in prob_cols[o] for o in candidates if o != t)]
+    if not roots:
+        raise PredictionsError(
+            f"Predictions file '{path}' has no probability columns: expected '<target>_<class>' "
+            f"columns next to a '<target>' label column (columns found: {', '.join(columns)})."
+        )
+    if len(roots) > 1:
+        raise PredictionsError(
+            f"Predictions file '{path}' has probability columns for several label columns "
+            f"({', '.join(roots)}); write one target per patient-preds.csv."
+        )
+    target = roots[0]
+    classes = [c[len(target) + 1 :] for c in prob_cols[target]]
+    if len(classes) < 2:
+        raise PredictionsError(
+            f"Predictions file '{path}' has only one probability column ('{prob_cols[target][0]}') "
+            f"for target '{target}'; write one '{target}_<class>' column per class."
+        )
+    return target, classes
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise PredictionsError(f"Predictions file '{path}' not found.")
+    if path.stat().st_size == 0:
+        raise PredictionsError(
+            f"Predictions file '{path}' is empty (0 bytes); expected a patient-preds.csv "
+            f"from `slidepredict crossval` or `slidepredict deploy`."
+        )
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=_NA_VALUES)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise PredictionsError(f"Predictions file '{path}' is not a readable CSV: {exc}") from exc
+    except pd.errors.EmptyDataError as exc:  # whitespace only
+        raise PredictionsError(f"Predictions file '{path}' has no header and no rows.") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise PredictionsError(
+            f"Predictions file '{path}' has a header but no rows; nothing to evaluate."
+        )
+    return df
+
+
+def _probabilities(df: pd.DataFrame, cols: list[str], path: Path) -> np.ndarray:
+    probs = df[cols].apply(pd.to_numeric, errors="coerce")
+    missing = probs.isna().any(axis=1).to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise PredictionsError(
+            f"Predictions file '{path}' has a missing or non-numeric probability for patient "
+            f"'{df[PATIENT].iloc[row]}' (row {row + 2}); every '<target>_<class>' cell must be a number."
+        )
+    values = probs.to_numpy(dtype=float)
+    if (values < 0).any() or (values > 1).any():
+        raise PredictionsError(
+            f"Predictions file '{path}' has probabilities outside [0, 1] in columns "
+            f"{', '.join(cols)}; these must be class probabilities, not logits."
+        )
+    return values
+
+
+def _check_values(values: pd.Series, classes: list[str], what: str, path: Path) -> None:
+    unknown = sorted(set(values.dropna()) - set(classes))
+    if unknown:
+        raise PredictionsError(
+            f"Predictions file '{path}' has {what} {', '.join(map(repr, unknown))} that are not among "
+            f"the classes of its probability columns ({', '.join(classes)})."
+        )
+
+
+def _fold_name(value: str) -> str:
+    return value if value.lower().startswith("fold") else f"fold-{value}"
+
+
+def read_predictions(path: Path, label: str) -> list[Predictions]:
+    """Read one file into evaluation groups: the file itself, or one group per `fold` value."""
+    df = _read_csv(path)
+    if PATIENT not in df.columns:
+        raise PredictionsError(
+            f"Predictions file '{path}' has no '{PATIENT}' column (columns found: {', '.join(df.columns)})."
+        )
+    target, classes = infer_target(list(df.columns), path)
+    if PRED not in df.columns:
+        raise PredictionsError(
+            f"Predictions file '{path}' has no '{PRED}' column with the predicted class."
+        )
+    prob_cols = [f"{target}_{c}" for c in classes]
+    probs = _probabilities(df, prob_cols, path)
+    _check_values(df[target], classes, f"labels in column '{target}'", path)
+    _check_values(df[PRED], classes, f"predicted classes in column '{PRED}'", path)
+
+    labelled = df[target].notna().to_numpy()
+    if not labelled.any():
+        raise PredictionsError(
+            f"Predictions file '{path}' has no true labels in column '{target}'; statistics need "
+            f"labelled patients (deploy with a clinical table)."
+        )
+    if not labelled.all():
+        log.info(
+            "%s: %d of %d rows have no label for '%s' and are left out of the statistics",
+            path, int((~labelled).sum()), len(df), target,
+        )
+    df, probs = df[labelled].reset_index(drop=True), probs[labelled]
+    folds = df[FOLD].fillna("").astype(str) if FOLD in df.columns else pd.Series([""] * len(df))
+    fold_values = list(dict.fromkeys(folds))
+    groups = []
+    for fold in fold_values:
+        rows = (folds == fold).to_numpy()
+        name = label if len(fold_values) == 1 else "-".join(filter(None, [label, _fold_name(fold)]))
+        sub = df[rows]
+        dup = sub[PATIENT][sub[PATIENT].duplicated()]
+        if not dup.empty:
+            raise PredictionsError(
+                f"Predictions file '{path}' lists patient '{dup.iloc[0]}' twice"
+                f"{f' in fold {fold}' if fold else ''}; write one row per patient."
+            )
+        groups.append(
+            Predictions(
+                source=path, group=name, target=target, classes=tuple(classes),
+                patients=sub[PATIENT].to_numpy(dtype=str), labels=sub[target].to_numpy(dtype=str),
+                predicted=sub[PRED].to_numpy(dtype=str), probs=probs[rows],
+            )
+        )
+    return groups
+
+
+def safe_name(name: str) -> str:
+    """A target or group name usable in a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "preds"
+
+
+def file_labels(paths: list[Path]) -> list[str]:
+    """Short unique names for the files: `fold-0` for `run/fold-0/patient-preds.csv`."""
+    parts = [p.resolve().with_suffix("").parts for p in paths]
+    if len(paths) == 1:
+        return [""]
+    common = 0
+    while all(len(q) > common + 1 for q in parts) and len({q[common] for q in parts}) == 1:
+        common += 1
+    rel = [list(q[common:]) for q in parts]
+    if len({r[-1] for r in rel}) == 1 and all(len(r) > 1 for r in rel):
+        rel = [r[:-1] for r in rel]
+    labels = [safe_name("-".join(r)) for r in rel]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i}-{lab}" for i, lab in enumerate(labels)]
+    return labels
+
+
+def check_no_degenerate_class(group: Predictions) -> None:
+    """AUROC/AUPRC need positives and negatives of every class in every evaluated group."""
+    # With at least two classes present, each present class has positives and negatives.
+    present = set(group.labels)
+    missing = [c for c in group.classes if c not in present]
+    if missing:
+        where = f" (group '{group.group}')" if group.group else ""
+        raise PredictionsError(
+            f"Predictions file '{group.source}'{where} has no patients of class '{missing[0]}' "
+            f"for target '{group.target}' (labels seen: {', '.join(sorted(present))}); AUROC and "
+            f"AUPRC need positive and negative patients for every class."
+        )
+
+
+def load_all(paths: list[Path]) -> dict[str, list[Predictions]]:
+    """Read and validate every file; group the evaluation groups by target."""
+    if not paths:
+        raise PredictionsError("No predictions files given; pass one or more patient-preds.csv.")
+    by_target: dict[str, list[Predictions]] = {}
+    first_file: dict[str, Predictions] = {}
+    for path, label in zip(paths, file_labels(paths)):
+        for group in read_predictions(Path(path), label):
+            ref = first_file.setdefault(group.target, group)
+            if set(ref.classes) != set(group.classes):
+                raise PredictionsError(
+                    f"Predictions files disagree on the classes of target '{group.target}': "
+                    f"'{ref.source}' has {', '.join(ref.classes)} but '{group.source}' has "
+                    f"{', '.join(group.classes)}; evaluate models with the same classes together."
+                )
+            if ref.classes != group.classes:  # same classes, other column order
+                order = [group.classes.index(c) for c in ref.classes]
+                group = replace(group, classes=ref.classes, probs=group.probs[:, order])
+            check_no_degenerate_class(group)
+            by_target.setdefault(group.target, []).append(group)
+    return by_target
