@@ -60,8 +60,12 @@ def write_h5_atomic(
     path: str | os.PathLike[str],
     datasets: Mapping[str, np.ndarray],
     attrs: Mapping[str, Any],
+    dataset_attrs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write datasets and attrs to a temporary file and rename it into place when complete."""
+    """Write datasets and attrs to a temporary file and rename it into place when complete.
+
+    ``dataset_attrs`` go on the datasets themselves (CLAM reads ``patch_size``/``patch_level`` from ``coords``).
+    """
     import h5py
 
     path = Path(path)
@@ -70,7 +74,9 @@ def write_h5_atomic(
     try:
         with h5py.File(tmp, "w") as f:
             for name, data in datasets.items():
-                f.create_dataset(name, data=data)
+                ds = f.create_dataset(name, data=data)
+                for key, value in (dataset_attrs or {}).get(name, {}).items():
+                    ds.attrs[key] = _attr_value(value)
             for key, value in attrs.items():
                 f.attrs[key] = _attr_value(value)
             f.attrs["slidepredict_version"] = __version__

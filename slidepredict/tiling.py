@@ -1,0 +1,225 @@
+"""A grid of tiles of ``tile_um`` microns over the tissue, saved as level-0 coordinates.
+
+All checks (tissue fraction, background colour, blur) run on the low-resolution image the
+tissue mask was computed on, so planning a gigapixel slide reads no full-resolution pixels.
+The output is ``<out>/<slide_stem>.h5`` with ``coords`` and the DESIGN.md §3 attributes,
+plus CLAM/TRIDENT's ``patch_size``/``patch_level`` on ``coords`` so their tools read it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slidepredict import batch, h5io
+from slidepredict.errors import FeatureFileError, NoTissueError, SlidePredictError
+from slidepredict.slide import Slide, open_slide, slide_stem
+from slidepredict.tissue import MODALITIES, TissueMask, TissueParams, rgb_to_hsv, tissue_mask
+from slidepredict.units import um_to_level0
+
+BLUR_UM_PER_PX = 8.0  # sharpness is measured at one fixed resolution so its threshold means the same everywhere
+
+
+@dataclass
+class TilingParams:
+    """Tile size in microns and pixels, and which tiles to keep."""
+
+    tile_um: float = 256.0
+    tile_px: int = 224
+    min_tissue: float = 0.5  # fraction of the tile covered by the tissue mask
+    max_background: float = 0.8  # drop tiles whose pixels are mostly glass-coloured (e.g. filled lumen holes)
+    min_sharpness: float = 0.02  # mean |Laplacian| of grey at 8 um/px (real tissue: 0.06-0.15); lower = blurred; 0 = off
+    tissue: TissueParams = field(default_factory=TissueParams)
+
+    def validate(self) -> None:
+        """Reject settings that would silently produce nothing or nonsense."""
+        if not self.tile_um > 0:
+            raise SlidePredictError(f"--tile-um must be positive, got {self.tile_um}")
+        if self.tile_px < 1:
+            raise SlidePredictError(f"--tile-px must be at least 1, got {self.tile_px}")
+        if not 0.0 <= self.min_tissue <= 1.0:
+            raise SlidePredictError(f"--min-tissue must be between 0 and 1, got {self.min_tissue}")
+        if not 0.0 < self.max_background <= 1.0:
+            raise SlidePredictError(f"max_background must be in (0, 1], got {self.max_background}")
+
+
+@dataclass
+class TilePlan:
+    """Kept tiles plus what they were chosen from (for QC images and diagnostics)."""
+
+    coords: np.ndarray
+    size_level0: int
+    tissue: TissueMask
+    n_grid: int
+
+
+def _tile_means(image: np.ndarray, scale: float, coords: np.ndarray, size0: int, full_area: bool) -> np.ndarray:
+    """Mean of ``image`` over each tile, via a summed-area table (no per-tile loop).
+
+    ``full_area`` divides by the whole tile (parts outside the slide count as zero),
+    otherwise by the part of the tile inside the image.
+    """
+    h, w = image.shape
+    sat = np.zeros((h + 1, w + 1), dtype=np.float64)
+    sat[1:, 1:] = image.astype(np.float64).cumsum(0).cumsum(1)
+    x0 = np.clip(np.floor(coords[:, 0] / scale), 0, w).astype(np.int64)
+    y0 = np.clip(np.floor(coords[:, 1] / scale), 0, h).astype(np.int64)
+    x1 = np.clip(np.maximum(np.ceil((coords[:, 0] + size0) / scale), x0 + 1), 0, w).astype(np.int64)
+    y1 = np.clip(np.maximum(np.ceil((coords[:, 1] + size0) / scale), y0 + 1), 0, h).astype(np.int64)
+    total = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+    if full_area:
+        side = max(size0 / scale, 1.0)
+        area = np.full(len(coords), side * side)
+    else:
+        area = ((x1 - x0) * (y1 - y0)).astype(np.float64)
+    return np.where(area > 0, total / np.maximum(area, 1e-9), 0.0)
+
+
+def _sharpness_image(rgb: np.ndarray, um_per_px: float) -> tuple[np.ndarray, float]:
+    """|Laplacian| of grey at BLUR_UM_PER_PX; returns it and its size factor relative to ``rgb``."""
+    from scipy import ndimage
+    from skimage.transform import resize
+
+    grey = rgb.astype(np.float32).mean(axis=2) / 255.0
+    factor = max(1.0, BLUR_UM_PER_PX / um_per_px)
+    if factor > 1.0:
+        shape = (max(1, round(grey.shape[0] / factor)), max(1, round(grey.shape[1] / factor)))
+        grey = resize(grey, shape, anti_aliasing=True)
+        factor = rgb.shape[0] / shape[0]
+    return np.abs(ndimage.laplace(grey)), factor
+
+
+def grid(slide: Slide, size0: int) -> np.ndarray:
+    """Top-left corners of a gap-free grid from (0, 0); edge tiles may overhang (read as white)."""
+    w, h = slide.dimensions
+    xs = np.arange(0, w, size0, dtype=np.int64)
+    ys = np.arange(0, h, size0, dtype=np.int64)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+def _plan(slide: Slide, params: TilingParams) -> TilePlan:
+    params.validate()
+    size0 = int(um_to_level0(params.tile_um, slide.mpp))
+    tissue = tissue_mask(slide, params.tissue)
+    if not tissue.mask.any():
+        raise NoTissueError(
+            f"{slide.path.name}: no tissue found (the slide looks like empty glass); "
+            "check the file, or use another tissue modality if it is not brightfield/fluorescence"
+        )
+    cand = grid(slide, size0)
+    keep = _tile_means(tissue.mask, tissue.scale, cand, size0, full_area=True) >= params.min_tissue
+    background = MODALITIES[tissue.modality].background(rgb_to_hsv(tissue.rgb))
+    keep &= _tile_means(background, tissue.scale, cand, size0, full_area=False) < params.max_background
+    if params.min_sharpness > 0:
+        sharp, factor = _sharpness_image(tissue.rgb, tissue.um_per_px)
+        keep &= _tile_means(sharp, tissue.scale * factor, cand, size0, full_area=False) >= params.min_sharpness
+    coords = cand[keep]
+    if len(coords) == 0:
+        raise NoTissueError(
+            f"{slide.path.name}: tissue found on {tissue.tissue_fraction:.1%} of the slide, but no "
+            f"{params.tile_um:g} um tile has at least {params.min_tissue:.0%} tissue that is not blank or blurred; "
+            "lower --min-tissue or --tile-um"
+        )
+    return TilePlan(coords=coords, size_level0=size0, tissue=tissue, n_grid=len(cand))
+
+
+def plan_tiles(slide: Slide, params: TilingParams) -> np.ndarray:
+    """Level-0 top-left (x, y) of every kept tile, int64 (N, 2); reads only the low-resolution level."""
+    return _plan(slide, params).coords
+
+
+def coords_path(out_dir: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
+    """Where the coordinates of a slide go: ``<out_dir>/<slide_stem>.h5``."""
+    return Path(out_dir) / f"{slide_stem(slide_path)}.h5"
+
+
+def expected_attrs(slide: Slide, params: TilingParams) -> dict[str, Any]:
+    """File attributes; a rerun with different values redoes the slide instead of skipping it."""
+    return {
+        "tile_size_um": float(params.tile_um),
+        "tile_size_px": int(params.tile_px),
+        "tile_size_level0": int(um_to_level0(params.tile_um, slide.mpp)),
+        "mpp": float(slide.mpp),
+        "slide_width": int(slide.dimensions[0]),
+        "slide_height": int(slide.dimensions[1]),
+        "tiling_params": json.dumps(asdict(params), sort_keys=True),
+    }
+
+
+def _clam_attrs(attrs: dict[str, Any], slide: Slide) -> dict[str, Any]:
+    """What CLAM/TRIDENT read from ``coords``: tiles are read at level 0 with this size."""
+    return {
+        "patch_size": attrs["tile_size_level0"],
+        "patch_level": 0,
+        "patch_size_level0": attrs["tile_size_level0"],
+        "downsample": [1.0, 1.0],
+        "level_dim": list(slide.dimensions),
+        "name": slide.name,
+    }
+
+
+def tile_slide(
+    slide_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    params: TilingParams | None = None,
+    mpp: float | None = None,
+    qc: bool = True,
+) -> str:
+    """Tile one slide into ``<out_dir>/<stem>.h5``; returns batch.DONE, SKIPPED (complete) or BUSY (locked)."""
+    params = params or TilingParams()
+    params.validate()
+    target = coords_path(out_dir, slide_path)
+    with open_slide(slide_path, mpp=mpp) as slide:
+        attrs = expected_attrs(slide, params)
+        if h5io.is_complete(target, attrs):
+            return batch.SKIPPED
+        with h5io.slide_lock(target) as acquired:
+            if not acquired:
+                return batch.BUSY
+            if h5io.is_complete(target, attrs):
+                return batch.SKIPPED
+            plan = _plan(slide, params)
+            h5io.write_h5_atomic(
+                target, {"coords": plan.coords}, attrs, dataset_attrs={"coords": _clam_attrs(attrs, slide)}
+            )
+            if qc:
+                from slidepredict.qc import qc_path, write_qc_image
+
+                write_qc_image(qc_path(out_dir, slide_path), plan.tissue, plan.coords, plan.size_level0)
+    return batch.DONE
+
+
+def load_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Coordinates (int64 (N, 2)) and attributes of a complete tiling file."""
+    import h5py
+
+    path = Path(path)
+    attrs = h5io.read_attrs(path)
+    if attrs is None:
+        raise FeatureFileError(f"{path}: missing or incomplete tiling file; run `slidepredict tile` again")
+    with h5py.File(path, "r") as f:
+        if "coords" not in f:
+            raise FeatureFileError(f"{path}: no 'coords' dataset; not a tiling file")
+        coords = np.asarray(f["coords"][()], dtype=np.int64).reshape(-1, 2)
+    return coords, attrs
+
+
+def tile_many(
+    slides: list[Path],
+    out_dir: str | os.PathLike[str],
+    params: TilingParams | None = None,
+    mpp: float | None = None,
+    qc: bool = True,
+) -> batch.BatchResult:
+    """Tile every slide; one failing slide is reported and the rest go on."""
+    params = params or TilingParams()
+    params.validate()
+    out = batch.check_writable(out_dir)
+    h5io.clean_partials(out)
+    return batch.run_per_slide(slides, lambda p: tile_slide(p, out, params, mpp=mpp, qc=qc), "Tiling slides")
