@@ -1,0 +1,403 @@
+"""Clinical table + slide table + feature files -> one lazily loaded bag of tiles per patient.
+
+Nothing is dropped silently: every patient, slide or label left out lands in a :class:`DropReport`
+(shown in logs and in the HTML report). Feature files are only probed (shape and attributes) when
+the cohort is built; tiles are read from disk per bag, so RAM does not grow with the cohort.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slidepredict.errors import CohortError, FeatureFileError
+from slidepredict.slide import slide_stem
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+_STAMP_FILE_STEM = "features"  # marugoto/STAMP exports: <slide>/features.h5
+
+
+@dataclass
+class Drop:
+    """One reason something was left out, how often, and a few examples to look up."""
+
+    reason: str
+    count: int
+    examples: list[str]
+
+
+@dataclass
+class DropReport:
+    drops: list[Drop] = field(default_factory=list)
+
+    def add(self, reason: str, items: Sequence[str]) -> None:
+        if len(items):
+            items = sorted(map(str, items))
+            self.drops.append(Drop(reason, len(items), items[:5]))
+            more = f", ... ({len(items) - 5} more)" if len(items) > 5 else ""
+            log.warning("dropped %d: %s (%s%s)", len(items), reason, ", ".join(items[:5]), more)
+
+    @property
+    def total(self) -> int:
+        return sum(d.count for d in self.drops)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [asdict(d) for d in self.drops]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What must match between feature files of one cohort, and between a cohort and a checkpoint."""
+
+    encoder: str
+    encoder_hash: str
+    dim: int
+    tile_size_um: float | None = None
+    tile_size_px: int | None = None
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any], dim: int) -> FeatureSpec:
+        um, px = attrs.get("tile_size_um"), attrs.get("tile_size_px")
+        return cls(
+            encoder=str(attrs.get("encoder", UNKNOWN)),
+            encoder_hash=str(attrs.get("encoder_hash", UNKNOWN)),
+            dim=int(dim),
+            tile_size_um=None if um is None else float(um),
+            tile_size_px=None if px is None else int(px),
+        )
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> FeatureSpec:
+        return probe_feature_file(Path(path)).spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SlideFeatures:
+    """A feature file found for a slide, with what probing it told us."""
+
+    path: Path
+    n_tiles: int
+    spec: FeatureSpec
+
+
+def probe_feature_file(path: Path) -> SlideFeatures:
+    """Shape and attributes of a feature file without reading its features."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            key = "features" if "features" in f else "feats" if "feats" in f else None
+            if key is None:
+                raise FeatureFileError(f"{path}: no 'features' or 'feats' dataset; is it a coordinates-only file?")
+            shape = f[key].shape
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise FeatureFileError(f"{path}: not a readable HDF5 feature file ({exc.__class__.__name__})") from None
+    return SlideFeatures(path, int(shape[-2]), FeatureSpec.from_attrs(attrs, shape[-1]))
+
+
+def read_bag_rows(path: Path, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features (float32) and level-0 coords of one file, all rows or only ``rows`` (sorted) for sampling."""
+    import h5py
+
+    from slidepredict.h5io import read_features
+
+    meta = read_features(path, load=False)  # coords in level-0 px, whatever the layout
+    with h5py.File(path, "r") as f:
+        ds = f["features" if "features" in f else "feats"]
+        sel: Any = slice(None) if rows is None else rows
+        feats = ds[0, sel] if ds.ndim == 3 else ds[sel]
+    coords = meta.coords if meta.coords is None or rows is None else meta.coords[rows]
+    return np.asarray(feats, dtype=np.float32), coords
+
+
+def read_table(path: str | os.PathLike[str]) -> Any:
+    """CSV or XLSX as strings (so '007' stays '007' and 1 never becomes 1.0); blanks become NaN."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise CohortError(f"table not found: {path}")
+    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+        df = pd.read_excel(path, dtype=str)
+    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        df = pd.read_csv(path, dtype=str, sep=None if path.suffix.lower() != ".csv" else ",", engine="python")
+    else:
+        raise CohortError(f"{path}: unsupported table format '{path.suffix}'; use .csv or .xlsx")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.apply(lambda col: col.str.strip()).replace("", np.nan)
+
+
+def _require_columns(df: Any, columns: Sequence[str], path: Path, what: str) -> None:
+    for col in columns:
+        if col not in df.columns:
+            raise CohortError(
+                f"{what} column '{col}' not in {path.name} (columns: {', '.join(map(str, df.columns))}); "
+                "check the spelling or set the column name option"
+            )
+
+
+def index_feature_files(features_dir: str | os.PathLike[str]) -> dict[str, list[Path]]:
+    """Feature files under a folder (recursively), keyed by slide name (``<slide>/features.h5`` by its folder)."""
+    root = Path(features_dir)
+    if not root.is_dir():
+        raise CohortError(f"features folder not found: {root}")
+    index: dict[str, list[Path]] = {}
+    for p in sorted(root.rglob("*.h5")):
+        key = p.parent.name if p.stem == _STAMP_FILE_STEM and p.parent != root else p.stem
+        index.setdefault(key, []).append(p)
+    return index
+
+
+def _match_slide(name: str, index: dict[str, list[Path]]) -> Path | None:
+    """The feature file of a slide named with or without its extension (TCGA names contain dots)."""
+    base = Path(name.replace("\\", "/")).name
+    for key in dict.fromkeys((base, slide_stem(base), Path(base).stem)):
+        hits = index.get(key)
+        if hits and len(hits) > 1:
+            raise CohortError(
+                f"slide '{name}' matches {len(hits)} feature files ({hits[0]}, {hits[1]}); "
+                "keep one feature file per slide in the features folder"
+            )
+        if hits:
+            return hits[0]
+    return None
+
+
+@dataclass
+class Cohort:
+    """Patients, their feature files and (optionally) their labels; bags are read on demand."""
+
+    patients: list[str]
+    slides: dict[str, tuple[SlideFeatures, ...]]
+    spec: FeatureSpec
+    target: str | None = None
+    categories: list[str] = field(default_factory=list)
+    labels: np.ndarray | None = None  # class index per patient, aligned with ``patients``
+    drops: DropReport = field(default_factory=DropReport)
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def n_tiles(self, patient: str) -> int:
+        return sum(s.n_tiles for s in self.slides[patient])
+
+    def class_counts(self) -> dict[str, int]:
+        if self.labels is None:
+            return {}
+        counts = np.bincount(self.labels, minlength=len(self.categories))
+        return {c: int(n) for c, n in zip(self.categories, counts)}
+
+    def subset(self, patients: Sequence[str]) -> Cohort:
+        """The same cohort restricted to ``patients`` (fold splits); unknown names are an error."""
+        pos = {p: i for i, p in enumerate(self.patients)}
+        missing = [p for p in patients if p not in pos]
+        if missing:
+            raise CohortError(f"{len(missing)} patients not in the cohort, e.g. '{missing[0]}'")
+        idx = np.array([pos[p] for p in patients], dtype=int)
+        return replace(
+            self, patients=list(patients), slides={p: self.slides[p] for p in patients},
+            labels=None if self.labels is None else self.labels[idx],
+        )
+
+    def load_bag(
+        self, patient: str, max_tiles: int | None = None, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """All tiles of all the patient's slides, or ``max_tiles`` of them drawn without replacement.
+
+        Only the drawn rows are read from disk. Coords are None when any slide has none.
+        """
+        files = self.slides[patient]
+        sizes = np.array([s.n_tiles for s in files])
+        picks: list[np.ndarray | None] = [None] * len(files)
+        if max_tiles is not None and sizes.sum() > max_tiles:
+            rng = rng or np.random.default_rng()
+            chosen = np.sort(rng.choice(int(sizes.sum()), size=max_tiles, replace=False))
+            bounds = np.concatenate([[0], np.cumsum(sizes)])
+            picks = [chosen[(chosen >= a) & (chosen < b)] - a for a, b in zip(bounds[:-1], bounds[1:])]
+        parts = [read_bag_rows(s.path, rows) for s, rows in zip(files, picks) if rows is None or len(rows)]
+        feats = np.concatenate([f for f, _ in parts]) if len(parts) > 1 else parts[0][0]
+        coords = None if any(c is None for _, c in parts) else np.concatenate([c for _, c in parts])
+        return feats, coords
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-type overview for logs, JSON and the HTML report."""
+        return {
+            "target": self.target,
+            "patients": len(self.patients),
+            "slides": sum(len(v) for v in self.slides.values()),
+            "tiles": int(sum(self.n_tiles(p) for p in self.patients)),
+            "categories": list(self.categories),
+            "class_counts": self.class_counts(),
+            "features": self.spec.to_dict(),
+            "dropped": self.drops.to_list(),
+        }
+
+
+def _first_of_each(files: Sequence[SlideFeatures], key: Any) -> dict[Any, SlideFeatures]:
+    seen: dict[Any, SlideFeatures] = {}
+    for s in files:
+        seen.setdefault(key(s), s)
+    return seen
+
+
+def common_spec(files: Sequence[SlideFeatures]) -> FeatureSpec:
+    """The one feature setting of a cohort; mixing encoders, weights, sizes or tile sizes is an error."""
+    fix = "re-extract all slides with one encoder and tile size"
+    known = [s for s in files if s.spec.encoder != UNKNOWN]
+    by_name = _first_of_each(known, lambda s: s.spec.encoder)
+    if len(by_name) > 1:
+        (a, fa), (b, fb) = list(by_name.items())[:2]
+        raise CohortError(f"feature files of two encoders in one cohort: '{a}' ({fa.path}) and '{b}' ({fb.path}); {fix}")
+    by_hash = _first_of_each(known, lambda s: s.spec.encoder_hash)
+    if len(by_hash) > 1:
+        (a, fa), (b, fb) = list(by_hash.items())[:2]
+        raise CohortError(
+            f"feature files of encoder '{fa.spec.encoder}' with different weights in one cohort: "
+            f"hash {a} ({fa.path}) and {b} ({fb.path}); {fix}"
+        )
+    by_dim = _first_of_each(files, lambda s: s.spec.dim)
+    if len(by_dim) > 1:
+        (a, fa), (b, fb) = list(by_dim.items())[:2]
+        raise CohortError(f"feature files of different sizes in one cohort: {a} ({fa.path}) and {b} ({fb.path}); {fix}")
+    by_tile = _first_of_each([s for s in files if s.spec.tile_size_um is not None], lambda s: s.spec.tile_size_um)
+    if len(by_tile) > 1:
+        (a, fa), (b, fb) = list(by_tile.items())[:2]
+        raise CohortError(f"feature files of different tile sizes in one cohort: {a} um ({fa.path}) and {b} um ({fb.path}); {fix}")
+    if known and len(known) < len(files):
+        log.warning("%d of %d feature files record no encoder; assuming they match '%s'",
+                    len(files) - len(known), len(files), known[0].spec.encoder)
+    return (known or list(files))[0].spec
+
+
+def _sorted_categories(values: Sequence[str]) -> list[str]:
+    """Numeric labels sort as numbers ('2' < '10'), others alphabetically; never by row order."""
+    uniq = sorted(set(values))
+    try:
+        return sorted(uniq, key=float)
+    except ValueError:
+        return uniq
+
+
+def _slide_files(slide_table: Path | None, index: dict[str, list[Path]], patient_col: str,
+                 filename_col: str, drops: DropReport) -> dict[str, list[Path]]:
+    """patient -> feature files; without a slide table each feature file is its own patient."""
+    if slide_table is None:
+        return {key: [_match_slide(key, index)] for key in sorted(index)}  # type: ignore[list-item]
+    st = read_table(slide_table)
+    _require_columns(st, [patient_col, filename_col], slide_table, "slide table")
+    incomplete = st[st[patient_col].isna() | st[filename_col].isna()]
+    drops.add(f"slide-table rows without {patient_col} or {filename_col}", [str(i + 2) for i in incomplete.index])
+    st = st.drop(incomplete.index).drop_duplicates([patient_col, filename_col])
+    shared = st[st.duplicated(filename_col, keep=False)]
+    if len(shared):
+        name = shared[filename_col].iloc[0]
+        owners = ", ".join(sorted(shared.loc[shared[filename_col] == name, patient_col]))
+        raise CohortError(f"slide '{name}' belongs to several patients ({owners}) in {slide_table.name}; a slide has one patient")
+    out: dict[str, list[Path]] = {}
+    missing, used = [], set()
+    for patient, name in zip(st[patient_col], st[filename_col]):
+        path = _match_slide(name, index)
+        if path is None:
+            missing.append(name)
+            continue
+        used.add(path)
+        out.setdefault(patient, [])
+        if path not in out[patient]:
+            out[patient].append(path)
+    drops.add("slides without a feature file", missing)
+    drops.add("feature files not in the slide table", [k for k, ps in index.items() if not set(ps) & used])
+    drops.add("patients in the slide table with no feature file at all", sorted(set(st[patient_col]) - set(out)))
+    return out
+
+
+def _labels(clini_table: Path, target: str | None, patient_col: str, categories: Sequence[str] | None,
+            have: set[str], drops: DropReport) -> tuple[dict[str, str | None], list[str]]:
+    """patient -> label (None without a target) for patients that have features and a valid label."""
+    ct = read_table(clini_table)
+    _require_columns(ct, [patient_col], clini_table, "patient")
+    if target is not None:
+        _require_columns(ct, [target], clini_table, "target")
+    ct = ct.dropna(subset=[patient_col])
+    rows: dict[str, str | None] = dict.fromkeys(ct[patient_col])
+    if target is not None:
+        labelled = ct[[patient_col, target]].dropna().drop_duplicates()
+        clash = labelled[labelled.duplicated(patient_col, keep=False)]
+        if len(clash):
+            p = clash[patient_col].iloc[0]
+            values = ", ".join(f"'{v}'" for v in sorted(clash.loc[clash[patient_col] == p, target]))
+            n = clash[patient_col].nunique()
+            raise CohortError(
+                f"patient '{p}' has conflicting values for '{target}' in {clini_table.name}: {values} "
+                f"({n} patient{'s' if n > 1 else ''} affected); fix or remove the duplicate rows"
+            )
+        rows.update(zip(labelled[patient_col], labelled[target]))
+    drops.add("patients in the clinical table without slides with features", sorted(set(rows) - have))
+    drops.add("patients with features but not in the clinical table", sorted(have - set(rows)))
+    rows = {p: v for p, v in rows.items() if p in have}
+    if target is None:
+        return rows, []
+    drops.add(f"patients without a value for '{target}'", [p for p, v in rows.items() if v is None])
+    rows = {p: v for p, v in rows.items() if v is not None}
+    if categories:
+        cats = [str(c) for c in categories]
+        drops.add(f"patients whose '{target}' is not one of {', '.join(cats)}", [p for p, v in rows.items() if v not in cats])
+        rows = {p: v for p, v in rows.items() if v in cats}
+    else:
+        cats = _sorted_categories(list(rows.values()))  # type: ignore[arg-type]
+    return rows, cats
+
+
+def build_cohort(
+    features_dir: str | os.PathLike[str],
+    slide_table: str | os.PathLike[str] | None = None,
+    clini_table: str | os.PathLike[str] | None = None,
+    target: str | None = None,
+    categories: Sequence[str] | None = None,
+    patient_col: str = "PATIENT",
+    filename_col: str = "FILENAME",
+) -> Cohort:
+    """Join tables and feature files into a cohort; probes every file, reads no features.
+
+    Without a clinical table (or target) the cohort is unlabelled (prediction only); without a
+    slide table every feature file is its own patient.
+    """
+    if target is not None and clini_table is None:
+        raise CohortError(f"target '{target}' needs a clinical table (--clini)")
+    drops = DropReport()
+    index = index_feature_files(features_dir)
+    if not index:
+        raise CohortError(f"no .h5 feature files in {features_dir}; run `slidepredict extract` first")
+    files = _slide_files(None if slide_table is None else Path(slide_table), index, patient_col, filename_col, drops)
+    labels: dict[str, str | None] = dict.fromkeys(files)
+    cats: list[str] = []
+    if clini_table is not None:
+        labels, cats = _labels(Path(clini_table), target, patient_col, categories, set(files), drops)
+    patients = sorted(labels)
+    if not patients:
+        raise CohortError(
+            f"no patient has both features and {'a label' if target else 'an entry'} "
+            f"(features: {features_dir}); see the dropped rows above"
+        )
+    probed = {p: probe_feature_file(p) for pat in patients for p in files[pat]}
+    spec = common_spec(list(probed.values()))
+    cohort = Cohort(
+        patients=patients,
+        slides={pat: tuple(probed[p] for p in files[pat]) for pat in patients},
+        spec=spec, target=target, categories=cats, drops=drops,
+        labels=None if target is None else np.array([cats.index(labels[p]) for p in patients], dtype=np.int64),  # type: ignore[arg-type]
+    )
+    log.info("cohort: %d patients, %d slides%s", len(cohort), len(probed),
+             f", classes {cohort.class_counts()}" if target else "")
+    return cohort

@@ -1,0 +1,105 @@
+"""The MIL head registry: one decorator, one factory, one interface, so tests and the CLI list heads for free."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slidepredict.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MILOutput:
+    """What every head returns; heatmaps need the per-tile parts, training only ``logits``.
+
+    ``attention`` sums to 1 over the valid tiles of a bag (0 on padding); ``tile_scores``
+    are per-tile class logits, i.e. the head's verdict on a bag made of that tile alone
+    (0 on padding).
+    """
+
+    logits: torch.Tensor  # (B, C)
+    attention: torch.Tensor  # (B, N)
+    tile_scores: torch.Tensor  # (B, N, C)
+
+
+class MILHead(nn.Module):
+    """Base class: stores the resolved hyperparameters so a checkpoint can rebuild the head exactly."""
+
+    def __init__(self, in_dim: int, n_classes: int, **hparams: Any) -> None:
+        super().__init__()
+        self.in_dim = int(in_dim)
+        self.n_classes = int(n_classes)
+        self.hparams: dict[str, Any] = dict(hparams)
+
+    def forward(  # noqa: D102 - documented on MILOutput
+        self, feats: torch.Tensor, coords: torch.Tensor | None, mask: torch.Tensor
+    ) -> MILOutput:
+        raise TypeError(f"{type(self).__name__} must implement forward")
+
+    def loss(
+        self, out: MILOutput, labels: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Class-weighted cross-entropy on patient logits; heads trained per tile override this."""
+        return F.cross_entropy(out.logits, labels, weight=weight)
+
+
+H = TypeVar("H", bound=type[MILHead])
+_REGISTRY: dict[str, type[MILHead]] = {}
+
+
+def register_mil(name: str) -> Callable[[H], H]:
+    """Class decorator that makes a head available to ``create_mil`` and ``--model``."""
+
+    def deco(cls: H) -> H:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            log.warning("MIL head %r registered twice; %s replaces %s", name, cls.__name__, _REGISTRY[name].__name__)
+        cls.name = name  # type: ignore[attr-defined]
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def list_mil() -> list[str]:
+    """Registered head names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_mil(name: str, in_dim: int, n_classes: int, **hparams: Any) -> MILHead:
+    """Build a registered head; unknown names and options are one-line ``ConfigError``s."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown MIL model '{name}'; available: {', '.join(list_mil())}")
+    cls = _REGISTRY[name]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "in_dim", "n_classes")]
+    unknown = sorted(set(hparams) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"MIL model '{name}' has no option {', '.join(map(repr, unknown))}; options: {', '.join(allowed)}"
+        )
+    return cls(in_dim, n_classes, **hparams)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the tile axis that gives padding exactly zero weight."""
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1).nan_to_num(0.0)
+
+
+def uniform_attention(mask: torch.Tensor) -> torch.Tensor:
+    """Equal weight for every valid tile (heads without learned attention)."""
+    m = mask.float()
+    return m / m.sum(-1, keepdim=True).clamp_min(1.0)
+
+
+def mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
+    """The per-tile embedding every head starts with: reduces D (often 1,024+) to a small width."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))

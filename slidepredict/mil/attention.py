@@ -1,0 +1,33 @@
+"""Gated attention MIL (Ilse, Tomczak & Welling, ICML 2018), the CLAM/STAMP default."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from slidepredict.mil._registry import MILHead, MILOutput, masked_softmax, mlp, register_mil
+
+
+@register_mil("attention")
+class GatedAttentionMIL(MILHead):
+    """Attention-weighted mean of tile embeddings, then a linear classifier.
+
+    Because the classifier is linear and attention sums to one, patient logits equal the
+    attention-weighted sum of per-tile logits, so ``tile_scores`` decompose the prediction exactly.
+    """
+
+    def __init__(self, in_dim: int, n_classes: int, hidden: int = 256, attention_dim: int = 128, dropout: float = 0.25) -> None:
+        super().__init__(in_dim, n_classes, hidden=hidden, attention_dim=attention_dim, dropout=dropout)
+        self.embed = mlp(in_dim, hidden, dropout)
+        self.att_v = nn.Linear(hidden, attention_dim)
+        self.att_u = nn.Linear(hidden, attention_dim)
+        self.att_w = nn.Linear(attention_dim, 1)
+        self.classifier = nn.Linear(hidden, n_classes)
+
+    def forward(self, feats: torch.Tensor, coords: torch.Tensor | None, mask: torch.Tensor) -> MILOutput:
+        h = self.embed(feats)
+        scores = self.att_w(torch.tanh(self.att_v(h)) * torch.sigmoid(self.att_u(h))).squeeze(-1)
+        att = masked_softmax(scores, mask)
+        logits = self.classifier(torch.einsum("bn,bnd->bd", att, h))
+        tile_scores = self.classifier(h) * mask.unsqueeze(-1)
+        return MILOutput(logits=logits, attention=att, tile_scores=tile_scores)
