@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from slidepredict.batch import check_writable
-from slidepredict.stats.metrics import MACRO, confusion, evaluate
+from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
 from slidepredict.stats.plots import plot_target
 from slidepredict.stats.tables import Predictions, PredictionsError, load_all, safe_name
 
@@ -68,14 +68,11 @@ def positive_class(pooled: Predictions, requested: str | None) -> str:
 
 def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
     row = table[(table["target"] == target) & (table["group"] == POOLED)
-                & (table["class"] == cls) & (table["metric"] == "AUROC")].iloc[0]
-    text = f"AUROC {row['value']:.2f}"
-    if not np.isnan(row["ci_low"]):
-        text += f" ({ci:.0%} CI {row['ci_low']:.2f}-{row['ci_high']:.2f})"
+                & (table["class"] == cls) & (table["metric"] == "auroc")].iloc[0]
     return {
-        "target": target, "class": cls, "group": POOLED, "metric": "AUROC",
+        "target": target, "class": cls, "group": POOLED, "metric": "auroc",
         "value": float(row["value"]), "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
-        "ci": ci, "n": int(row["n"]), "n_bootstrap": row["n_bootstrap"], "text": text,
+        "ci": ci, "n": int(row["n"]), "n_bootstrap": row["n_bootstrap"], "text": format_value("auroc", row, ci),
     }
 
 

@@ -9,7 +9,7 @@ threshold re-chosen per resample to be honest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,19 +32,19 @@ from slidepredict.stats.tables import Predictions
 log = logging.getLogger(__name__)
 
 MACRO, OVERALL = "macro", "overall"
-COLUMNS = ["target", "class", "group", "metric", "value", "ci_low", "ci_high", "n", "n_pos", "n_bootstrap"]
+COLUMNS = ["target", "class", "group", "metric", "threshold", "value", "ci_low", "ci_high", "n", "n_pos", "n_bootstrap"]
 
 Score = Callable[[np.ndarray, np.ndarray], float]
 
 # Threshold-free metrics: scored on (0/1 truth, probability); these get bootstrap CIs.
 RANKING: dict[str, Score] = {
-    "AUROC": roc_auc_score,
-    "AUPRC": average_precision_score,
+    "auroc": roc_auc_score,
+    "auprc": average_precision_score,
 }
 
 # Metrics of a hard 0/1 decision at a threshold.
 DECISION: dict[str, Score] = {
-    "F1": lambda y, yhat: f1_score(y, yhat, zero_division=0.0),
+    "f1": lambda y, yhat: f1_score(y, yhat, zero_division=0.0),
     "sensitivity": lambda y, yhat: recall_score(y, yhat, zero_division=0.0),
     "specificity": lambda y, yhat: recall_score(y, yhat, pos_label=0, zero_division=0.0),
 }
@@ -63,17 +63,30 @@ THRESHOLDS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
-def class_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+DISPLAY = {"auroc": "AUROC", "auprc": "AUPRC", "f1": "F1", "brier": "Brier"}
+
+
+def format_value(metric: str, row: Mapping[str, float], ci: float) -> str:
+    """How a figure is printed in legends, logs and demos: 'AUROC 0.93 (95% CI 0.88-0.97)'."""
+    text = f"{DISPLAY.get(metric, metric)} {row['value']:.2f}"
+    if not np.isnan(row["ci_low"]):
+        text += f" ({ci:.0%} CI {row['ci_low']:.2f}-{row['ci_high']:.2f})"
+    return text
+
+
+Key = tuple[str, str]  # (metric, threshold name or "" for threshold-free metrics)
+
+
+def class_metrics(y: np.ndarray, p: np.ndarray) -> dict[Key, float]:
     """All point metrics of one class scored one-vs-rest (y: 0/1 truth, p: its probability)."""
-    out = {name: float(fn(y, p)) for name, fn in RANKING.items()}
+    out = {(name, ""): float(fn(y, p)) for name, fn in RANKING.items()}
     for tname, choose in THRESHOLDS.items():
         cut = choose(y, p)
-        if tname != "0.5":
-            out[f"threshold@{tname}"] = cut
+        out[("threshold", tname)] = cut
         yhat = (p >= cut).astype(int)
-        out.update({f"{m}@{tname}": float(fn(y, yhat)) for m, fn in DECISION.items()})
-    out["brier"] = float(brier_score_loss(y, p))
-    out["prevalence"] = float(y.mean())
+        out.update({(m, tname): float(fn(y, yhat)) for m, fn in DECISION.items()})
+    out[("brier", "")] = float(brier_score_loss(y, p))
+    out[("prevalence", "")] = float(y.mean())
     return out
 
 
@@ -142,9 +155,10 @@ def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float) -> pd.DataF
     truth = g.onehot()
     rows: list[dict] = []
 
-    def add(cls: str, metric: str, value: float, n_pos: float, iv: Interval | None = None) -> None:
+    def add(cls: str, key: Key, value: float, n_pos: float, iv: Interval | None = None) -> None:
         rows.append({
-            "target": g.target, "class": cls, "group": g.group, "metric": metric, "value": value,
+            "target": g.target, "class": cls, "group": g.group, "metric": key[0], "threshold": key[1],
+            "value": value,
             "ci_low": iv.low if iv else np.nan, "ci_high": iv.high if iv else np.nan,
             "n": g.n, "n_pos": n_pos, "n_bootstrap": iv.n_used if iv else np.nan,
         })
@@ -153,14 +167,15 @@ def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float) -> pd.DataF
     per_class = {}
     for k, cls in enumerate(g.classes):
         per_class[cls] = class_metrics(truth[:, k], g.probs[:, k])
-        for metric, value in per_class[cls].items():
-            add(cls, metric, value, int(truth[:, k].sum()), intervals.get((cls, metric)))
+        for key, value in per_class[cls].items():
+            add(cls, key, value, int(truth[:, k].sum()), intervals.get((cls, key[0])) if not key[1] else None)
     if len(g.classes) > 2:
-        for metric in per_class[g.classes[0]]:
-            if metric.startswith("threshold@") or metric == "prevalence":
+        for key in per_class[g.classes[0]]:
+            if key[0] in ("threshold", "prevalence"):
                 continue
-            value = float(np.mean([m[metric] for m in per_class.values()]))
-            add(MACRO, metric, value, np.nan, intervals.get((MACRO, metric)))
-    add(OVERALL, "accuracy", float(accuracy_score(g.labels, g.predicted)), np.nan)
-    add(OVERALL, "balanced_accuracy", float(balanced_accuracy_score(g.labels, g.predicted)), np.nan)
+            value = float(np.mean([m[key] for m in per_class.values()]))
+            add(MACRO, key, value, np.nan, intervals.get((MACRO, key[0])) if not key[1] else None)
+    # The `pred` column is the model's own decision (argmax), scored as a whole.
+    add(OVERALL, ("accuracy", "pred"), float(accuracy_score(g.labels, g.predicted)), np.nan)
+    add(OVERALL, ("balanced_accuracy", "pred"), float(balanced_accuracy_score(g.labels, g.predicted)), np.nan)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from slidepredict.stats.metrics import format_value
 from slidepredict.stats.tables import Predictions, safe_name
 
 FORMATS = ("svg", "png")
@@ -71,9 +72,9 @@ class PlotKind:
 
 PLOTS: dict[str, PlotKind] = {
     "roc": PlotKind("ROC", "1 - specificity (false positive rate)", "sensitivity (true positive rate)",
-                    "AUROC", _roc, _chance, "lower right"),
+                    "auroc", _roc, _chance, "lower right"),
     "pr": PlotKind("Precision-recall", "recall (sensitivity)", "precision (positive predictive value)",
-                   "AUPRC", _pr, _prevalence, "lower left", step=True),
+                   "auprc", _pr, _prevalence, "lower left", step=True),
     "calibration": PlotKind("Calibration", "mean predicted probability", "observed fraction positive",
                             "brier", _calibration, _ideal, "upper left", markers=True),
 }
@@ -84,9 +85,7 @@ def _legend(table: pd.DataFrame, group: str, cls: str, metric: str, ci: float) -
     head = f"{group} (n={int(row['n'])}, {int(row['n_pos'])} pos)"
     if metric == "brier":
         return f"{head}: Brier {row['value']:.3f}"
-    if np.isnan(row["ci_low"]):
-        return f"{head}: {metric} {row['value']:.2f}"
-    return f"{head}: {metric} {row['value']:.2f} ({ci:.0%} CI {row['ci_low']:.2f}-{row['ci_high']:.2f})"
+    return f"{head}: {format_value(metric, row, ci)}"
 
 
 def _panel(ax: Axes, kind: PlotKind, folds: list[Predictions], pooled: Predictions, cls: str,

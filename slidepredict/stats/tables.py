@@ -51,32 +51,53 @@ class Predictions:
         return (self.labels[:, None] == np.asarray(self.classes)[None, :]).astype(int)
 
 
-def infer_target(columns: list[str], path: Path) -> tuple[str, list[str]]:
-    """Find the label column T whose `T_<class>` probability columns exist.
+def _label_columns(columns: list[str]) -> dict[str, list[str]]:
+    """Label columns T with `T_<class>` columns, mapped to their classes.
 
     Class names may contain underscores, so a probability column can itself look like a
-    target (`MSI_H_low` under `MSI_H`); candidates that are another candidate's
-    probability column are therefore dropped before deciding.
+    label column (`MSI_H_low` under `MSI_H`); such nested candidates are dropped.
     """
     cols = [c for c in columns if c not in RESERVED]
     prob_cols = {t: [c for c in cols if c != t and c.startswith(f"{t}_")] for t in cols}
     candidates = [t for t, p in prob_cols.items() if p]
-    roots = [t for t in candidates if not any(t in prob_cols[o] for o in candidates if o != t)]
-    if not roots:
+    return {
+        t: [c[len(t) + 1 :] for c in prob_cols[t]]
+        for t in candidates
+        if not any(t in prob_cols[o] for o in candidates if o != t)
+    }
+
+
+def infer_target(columns: list[str], path: Path, predicted: set[str] | None = None) -> tuple[str, list[str]]:
+    """The label column T whose `T_<class>` probability columns exist, and its classes.
+
+    Unrelated columns that happen to share a prefix (`n_tiles`, `n_tiles_kept`) are told
+    apart by the predicted classes, which must all have a probability column.
+    """
+    found = _label_columns(columns)
+    if len(found) > 1 and predicted:
+        found = {t: c for t, c in found.items() if predicted <= set(c)}
+    if not found:
+        probs_only = [c[: -len(v) - 1] for c in columns for v in sorted(predicted or ())
+                      if c.endswith(f"_{v}") and len(c) > len(v) + 1]
+        if probs_only:
+            target = probs_only[0]
+            raise PredictionsError(
+                f"Predictions file '{path}' has no true labels (no '{target}' column next to its "
+                f"probability columns); statistics need labelled patients (deploy with a clinical table)."
+            )
         raise PredictionsError(
             f"Predictions file '{path}' has no probability columns: expected '<target>_<class>' "
             f"columns next to a '<target>' label column (columns found: {', '.join(columns)})."
         )
-    if len(roots) > 1:
+    if len(found) > 1:
         raise PredictionsError(
             f"Predictions file '{path}' has probability columns for several label columns "
-            f"({', '.join(roots)}); write one target per patient-preds.csv."
+            f"({', '.join(found)}); write one target per patient-preds.csv."
         )
-    target = roots[0]
-    classes = [c[len(target) + 1 :] for c in prob_cols[target]]
+    target, classes = next(iter(found.items()))
     if len(classes) < 2:
         raise PredictionsError(
-            f"Predictions file '{path}' has only one probability column ('{prob_cols[target][0]}') "
+            f"Predictions file '{path}' has only one probability column ('{target}_{classes[0]}') "
             f"for target '{target}'; write one '{target}_<class>' column per class."
         )
     return target, classes
@@ -142,11 +163,11 @@ def read_predictions(path: Path, label: str) -> list[Predictions]:
         raise PredictionsError(
             f"Predictions file '{path}' has no '{PATIENT}' column (columns found: {', '.join(df.columns)})."
         )
-    target, classes = infer_target(list(df.columns), path)
     if PRED not in df.columns:
         raise PredictionsError(
             f"Predictions file '{path}' has no '{PRED}' column with the predicted class."
         )
+    target, classes = infer_target(list(df.columns), path, set(df[PRED].dropna()))
     prob_cols = [f"{target}_{c}" for c in classes]
     probs = _probabilities(df, prob_cols, path)
     _check_values(df[target], classes, f"labels in column '{target}'", path)
