@@ -1,0 +1,269 @@
+"""Streamed, batched feature extraction: slide -> DataLoader -> encoder -> one h5 per slide.
+
+Tiles are decoded in DataLoader workers (each opens its own slide handle, lazily, in
+the worker) while the main process runs the model, so decoding overlaps compute. No
+tile image touches the disk. Output files follow DESIGN.md §3 and are written through
+:func:`h5io.write_h5_atomic` under :func:`h5io.slide_lock`, so reruns, killed runs and
+parallel ``--shard`` jobs sharing one folder are all safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from slidepredict import batch, h5io
+from slidepredict.errors import ConfigError, SlidePredictError
+from slidepredict.features._builder import Encoder, load_encoder
+from slidepredict.features.stain_norm import make_stain_normalizer
+from slidepredict.slide import Slide, open_slide, slide_stem
+from slidepredict.tiling import TilingParams, coords_path, load_coords, tile_slide
+from slidepredict.units import Microns, SlidePixels, TilePixels
+
+log = logging.getLogger("slidepredict")
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FEATURE_DTYPES = ("float32", "float16")
+_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    """How to run the encoder; none of these change which features a file should hold."""
+
+    batch_size: int = 64
+    workers: int = 1
+    device: str = "auto"
+    precision: str = "auto"
+    features_dtype: str = "float32"
+    threads: int | None = None  # torch intra-op threads in the main process; None = torch's default
+
+    def validate(self) -> None:
+        checks = [
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (self.features_dtype in FEATURE_DTYPES, f"--dtype must be one of {', '.join(FEATURE_DTYPES)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+def features_path(out_dir: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
+    """``<out_dir>/<slide_stem>.h5``, the DESIGN.md §3 location."""
+    return Path(out_dir) / f"{slide_stem(slide_path)}.h5"
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 where the hardware has it (CUDA Ampere+, CPUs with AVX512-BF16/AMX), else fp16/fp32."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        fast_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "bf16" if fast_bf16 else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("--precision fp16 needs a CUDA device; on CPUs use bf16 or fp32")
+    return precision
+
+
+class TileDataset(Dataset):
+    """Tiles of one slide as uint8 (H, W, 3); the slide opens lazily in whichever process reads."""
+
+    def __init__(self, slide_path: Path, coords: np.ndarray, tile_um: float, tile_px: int, mpp: float | None):
+        self.slide_path, self.coords, self.mpp = slide_path, coords, mpp
+        self.tile_um, self.tile_px = Microns(tile_um), TilePixels(tile_px)
+        self._slide: Slide | None = None
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._slide is None:  # one handle per worker process, never shared across a fork
+            self._slide = open_slide(self.slide_path, mpp=self.mpp)
+        x, y = self.coords[i]
+        return self._slide.read_region_at(SlidePixels(int(x)), SlidePixels(int(y)), self.tile_um, self.tile_px)
+
+    def close(self) -> None:
+        if self._slide is not None:
+            self._slide.close()
+            self._slide = None
+
+
+def _stack(tiles: list[np.ndarray]) -> torch.Tensor:
+    """One copy into a batch buffer (PIL-backed tiles are read-only, so torch cannot share them)."""
+    return torch.from_numpy(np.stack(tiles))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers only decode; leave the cores to the model
+
+
+class Runner:
+    """An encoder on a device with a precision: turns a :class:`TileDataset` into an (N, D) array."""
+
+    def __init__(self, encoder: Encoder, params: ExtractParams):
+        params.validate()
+        self.encoder, self.params = encoder, params
+        self.device = resolve_device(params.device)
+        self.precision = resolve_precision(params.precision, self.device)
+        if params.threads:
+            torch.set_num_threads(params.threads)
+        self.module = encoder.module.to(self.device)
+
+    def _autocast(self) -> Any:
+        dtype = _AUTOCAST[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    @torch.inference_mode()
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> float32 (B, D) on the CPU."""
+        with self._autocast():
+            return self.module(tiles.to(self.device, non_blocking=True)).float().cpu()
+
+    def check_tile_size(self, tile_px: int) -> None:
+        """One dry batch: a model that needs another input size fails here, in one line, not mid-run."""
+        try:
+            self.forward(torch.zeros((1, tile_px, tile_px, 3), dtype=torch.uint8))
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            raise ConfigError(
+                f"encoder '{self.encoder.name}' cannot take {tile_px}x{tile_px} tiles "
+                f"(use --tile-px {self.encoder.cfg.input_px}): {str(exc).strip().splitlines()[-1][:200]}"
+            ) from None
+
+    def run(self, dataset: TileDataset) -> np.ndarray:
+        dim = self.encoder.cfg.dim
+        if len(dataset) == 0:
+            return np.zeros((0, dim), dtype=np.float32)
+        workers = self.params.workers
+        loader = DataLoader(
+            dataset,
+            batch_size=self.params.batch_size,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            collate_fn=_stack,
+            worker_init_fn=_worker_init if workers else None,
+            prefetch_factor=4 if workers else None,
+        )
+        out = np.empty((len(dataset), dim), dtype=np.float32)
+        i = 0
+        try:
+            for tiles in loader:
+                feats = self.forward(tiles)
+                out[i : i + len(feats)] = feats.numpy()
+                i += len(feats)
+        except SlidePredictError as exc:  # re-raised from a worker with its traceback in the message
+            last = str(exc).strip().splitlines()[-1]
+            raise type(exc)(last.split(": ", 1)[-1] if "Error: " in last else last) from None
+        finally:
+            dataset.close()
+        return out
+
+
+def _coords_digest(coords: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(coords, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def extract_slide(
+    slide_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    runner: Runner,
+    tiling: TilingParams,
+    coords_dir: str | os.PathLike[str],
+    stain_norm: str = "none",
+    mpp: float | None = None,
+) -> str:
+    """Features for one slide; returns batch.DONE, SKIPPED (complete and matching) or BUSY (locked)."""
+    slide_path = Path(slide_path)
+    if tile_slide(slide_path, coords_dir, tiling, mpp=mpp, qc=True) == batch.BUSY:
+        return batch.BUSY  # another process is tiling this slide; a later run picks it up
+    coords, cattrs = load_coords(coords_path(coords_dir, slide_path))
+    enc = runner.encoder
+    attrs: dict[str, Any] = {
+        "encoder": enc.name,
+        "encoder_hash": enc.encoder_hash,
+        **{k: cattrs[k] for k in ("tile_size_um", "tile_size_px", "tile_size_level0", "mpp", "slide_width", "slide_height")},
+        "stain_norm": stain_norm,
+        "coords_sha1": _coords_digest(coords),
+    }
+    target = features_path(out_dir, slide_path)
+    if h5io.is_complete(target, attrs, ("features", "coords")):
+        return batch.SKIPPED
+    with h5io.slide_lock(target) as acquired:
+        if not acquired:
+            return batch.BUSY
+        if h5io.is_complete(target, attrs, ("features", "coords")):
+            return batch.SKIPPED
+        t0 = time.perf_counter()
+        dataset = TileDataset(slide_path, coords, float(cattrs["tile_size_um"]), int(cattrs["tile_size_px"]), mpp)
+        feats = runner.run(dataset)
+        dt = time.perf_counter() - t0
+        log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_path.name, len(coords), dt, len(coords) / max(dt, 1e-9))
+        extra = {"precision": runner.precision, "weights": enc.weights.source, "n_tiles": len(coords)}
+        h5io.write_h5_atomic(target, {"features": feats.astype(runner.params.features_dtype), "coords": coords}, {**attrs, **extra})
+    return batch.DONE
+
+
+def extract(
+    slides: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    encoder: str = "resnet50-trunc",
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    tiling: TilingParams | None = None,
+    params: ExtractParams | None = None,
+    coords_dir: str | os.PathLike[str] | None = None,
+    stain_norm: str | None = None,
+    stain_ref: str | os.PathLike[str] | None = None,
+    shard: str | None = None,
+    mpp: float | None = None,
+) -> batch.BatchResult:
+    """Extract features for slides (files or folders) into ``out_dir``; tiles first where needed.
+
+    Coordinates are read from (or written to) ``coords_dir``, by default ``<out_dir>/coords``.
+    ``tiling.tile_px`` defaults to the encoder's input size. Weights and settings errors
+    are raised before any slide is touched; per-slide errors are collected in the result.
+    """
+    from slidepredict.features._registry import get_encoder
+    from slidepredict.slide import find_slides
+
+    params = params or ExtractParams()
+    params.validate()
+    cfg = get_encoder(encoder)
+    tiling = tiling or TilingParams(tile_px=cfg.input_px)
+    tiling.validate()
+    out = batch.check_writable(out_dir)
+    coords_dir = batch.check_writable(coords_dir if coords_dir is not None else out / "coords")
+    normalizer = make_stain_normalizer(stain_norm, stain_ref)
+    runner = Runner(load_encoder(encoder, weights, stain_norm=normalizer), params)
+    runner.check_tile_size(tiling.tile_px)
+    paths = batch.select_shard(find_slides(list(slides)), shard)
+    if not paths:
+        raise SlidePredictError(f"no slides found in {', '.join(map(str, slides))}" + (f" for shard {shard}" if shard else ""))
+    h5io.clean_partials(out)
+    tag = normalizer.tag if normalizer is not None else "none"
+    return batch.run_per_slide(
+        paths,
+        lambda p: extract_slide(p, out, runner, tiling, coords_dir, stain_norm=tag, mpp=mpp),
+        f"Extracting {encoder} features",
+    )
