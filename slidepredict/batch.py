@@ -53,7 +53,7 @@ def run_per_slide(
             status = work(slide)
         except (SlidePredictError, OSError) as exc:
             reason = str(exc).replace("\n", " ")
-            log.error("%s: %s", slide.name, reason)
+            log.error("%s", reason if slide.name in reason else f"{slide.name}: {reason}")
             result.failed.append((slide, reason))
             continue
         {DONE: result.done, SKIPPED: result.skipped, BUSY: result.busy}[status].append(slide)

@@ -37,8 +37,11 @@ def slide_stem(path: str | os.PathLike[str]) -> str:
     return name[: m.start()] if m else Path(name).stem
 
 
-def find_slides(inputs: list[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted, de-duplicated list of slide files."""
+def find_slides(inputs: list[str | os.PathLike[str]], required: bool = False) -> list[Path]:
+    """Expand files and folders (recursively) into a sorted, de-duplicated list of slide files.
+
+    With ``required``, finding nothing is an error that names the folders searched.
+    """
     found: dict[Path, None] = {}
     for item in inputs:
         p = Path(item)
@@ -50,6 +53,9 @@ def find_slides(inputs: list[str | os.PathLike[str]]) -> list[Path]:
             found[p] = None
         else:
             raise SlideError(f"{p}: no such file or directory")
+    if required and not found:
+        where = ", ".join(str(i) for i in inputs) or "(no inputs given)"
+        raise SlideError(f"no slides found in {where} (looked for {' '.join(SLIDE_EXTENSIONS)})")
     return list(found)
 
 
@@ -345,7 +351,7 @@ def _open_backend(path: Path) -> tuple[str, Any]:
         except Exception as exc:  # the libraries raise many types on malformed files
             errors.append(f"{name}: {exc.__class__.__name__}: {exc}".strip())
     detail = "; ".join(errors) if errors else "no reader recognises this format"
-    raise SlideError(f"cannot open slide {path}: not a supported slide ({detail})")
+    raise SlideError(f"cannot open slide {path}: not a supported slide, or a truncated or corrupt file ({detail})")
 
 
 def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:

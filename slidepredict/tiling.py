@@ -33,7 +33,7 @@ class TilingParams:
     tile_px: int = 224
     min_tissue: float = 0.5  # fraction of the tile covered by the tissue mask
     max_background: float = 0.8  # drop tiles whose pixels are mostly glass-coloured (e.g. filled lumen holes)
-    min_sharpness: float = 0.02  # mean |Laplacian| of grey at 8 um/px (real tissue: 0.06-0.15); lower = blurred; 0 = off
+    min_sharpness: float = 0.03  # mean |Laplacian| of grey at 8 um/px (real tissue: 0.06-0.15); lower = blurred; 0 = off
     tissue: TissueParams = field(default_factory=TissueParams)
 
     def validate(self) -> None:
@@ -58,7 +58,7 @@ class TilePlan:
     n_grid: int
 
 
-def _tile_means(image: np.ndarray, scale: float, coords: np.ndarray, size0: int, full_area: bool) -> np.ndarray:
+def tile_means(image: np.ndarray, scale: float, coords: np.ndarray, size0: int, full_area: bool) -> np.ndarray:
     """Mean of ``image`` over each tile, via a summed-area table (no per-tile loop).
 
     ``full_area`` divides by the whole tile (parts outside the slide count as zero),
@@ -113,13 +113,19 @@ def _plan(slide: Slide, params: TilingParams) -> TilePlan:
             "check the file, or use another tissue modality if it is not brightfield/fluorescence"
         )
     cand = grid(slide, size0)
-    keep = _tile_means(tissue.mask, tissue.scale, cand, size0, full_area=True) >= params.min_tissue
+    keep = tile_means(tissue.mask, tissue.scale, cand, size0, full_area=True) >= params.min_tissue
     background = MODALITIES[tissue.modality].background(rgb_to_hsv(tissue.rgb))
-    keep &= _tile_means(background, tissue.scale, cand, size0, full_area=False) < params.max_background
+    keep &= tile_means(background, tissue.scale, cand, size0, full_area=False) < params.max_background
     if params.min_sharpness > 0:
         sharp, factor = _sharpness_image(tissue.rgb, tissue.um_per_px)
-        keep &= _tile_means(sharp, tissue.scale * factor, cand, size0, full_area=False) >= params.min_sharpness
+        keep &= tile_means(sharp, tissue.scale * factor, cand, size0, full_area=False) >= params.min_sharpness
     coords = cand[keep]
+    w_um, h_um = (d * slide.mpp for d in slide.dimensions)
+    if len(coords) == 0 and max(w_um, h_um) < params.tile_um:
+        raise NoTissueError(
+            f"{slide.path.name}: the image ({w_um:.0f} x {h_um:.0f} um) is smaller than one {params.tile_um:g} um "
+            "tile; lower --tile-um"
+        )
     if len(coords) == 0:
         raise NoTissueError(
             f"{slide.path.name}: tissue found on {tissue.tissue_fraction:.1%} of the slide, but no "
