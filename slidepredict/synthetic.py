@@ -92,7 +92,7 @@ def _tissue_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
     field_ = np.full(shape, -1.0, dtype=np.float32)
     for _ in range(int(rng.integers(1, 4))):
         cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.25, 0.75) * w
-        ry, rx = rng.uniform(0.18, 0.35) * h, rng.uniform(0.15, 0.3) * w
+        ry, rx = rng.uniform(0.25, 0.4) * h, rng.uniform(0.2, 0.35) * w
         a = rng.uniform(0, np.pi)
         dy, dx = yy - cy, xx - cx
         u, v = dx * np.cos(a) + dy * np.sin(a), -dx * np.sin(a) + dy * np.cos(a)

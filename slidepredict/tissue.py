@@ -156,6 +156,22 @@ def drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
     return keep[labels]
 
 
+def small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
+    """Background components smaller than ``max_px`` that are enclosed (not touching the image border).
+
+    Glass around a small biopsy can be smaller than the hole threshold; it is not a hole.
+    """
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return np.zeros_like(mask)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    fill = sizes < max_px
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    fill[np.unique(border)] = False
+    fill[0] = False
+    return fill[labels]
+
+
 def clean_mask(raw: np.ndarray, um_per_px: float, params: TissueParams) -> np.ndarray:
     """Median blur, closing, small-object removal and hole filling, all sized in microns."""
     px_area = um_per_px * um_per_px
@@ -163,8 +179,7 @@ def clean_mask(raw: np.ndarray, um_per_px: float, params: TissueParams) -> np.nd
     mask = ndimage.median_filter(raw.astype(np.uint8), size=size, mode="constant") > 0
     mask = close(mask, params.close_um / um_per_px)
     mask = drop_small(mask, params.min_object_um2 / px_area)
-    holes = drop_small(~mask, params.min_hole_um2 / px_area)
-    return mask | (~mask & ~holes)
+    return mask | small_holes(mask, params.min_hole_um2 / px_area)
 
 
 def _otsu(values: np.ndarray) -> float:
