@@ -97,6 +97,14 @@ class Interval:
     n_used: int
 
 
+def _per_class(fn: Callable[..., float], y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Scores of all columns in one scikit-learn call (multilabel form, `average=None`):
+    the per-call input checks dominate the cost of a bootstrap, not the arithmetic."""
+    if y.shape[1] == 1:
+        return np.array([fn(y[:, 0], p[:, 0])])
+    return np.asarray(fn(y, p, average=None), dtype=float)
+
+
 def _resample_rows(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Rows of one resample of patients: a patient drawn k times contributes all its rows k times."""
     n_patients = int(codes.max()) + 1
@@ -121,11 +129,12 @@ def bootstrap(
         rows = _resample_rows(codes, rng)
         y, p = truth[rows], probs[rows]
         valid = y.min(axis=0) != y.max(axis=0)
+        if not valid.any():
+            continue
         for m, fn in RANKING.items():
-            values = [float(fn(y[:, k], p[:, k])) if valid[k] else np.nan for k in range(len(g.classes))]
-            for k, cls in enumerate(g.classes):
-                if valid[k]:
-                    samples[(cls, m)].append(values[k])
+            values = _per_class(fn, y[:, valid], p[:, valid])
+            for cls, value in zip(np.asarray(g.classes)[valid], values):
+                samples[(str(cls), m)].append(float(value))
             if MACRO in keys and valid.all():
                 samples[(MACRO, m)].append(float(np.mean(values)))
     alpha = (1.0 - ci) / 2.0

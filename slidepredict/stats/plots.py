@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from slidepredict.stats.metrics import format_value
+from slidepredict.stats.metrics import MACRO, format_value
 from slidepredict.stats.tables import Predictions, safe_name
 
 FORMATS = ("svg", "png")
@@ -124,6 +124,12 @@ def plot_target(folds: list[Predictions], pooled: Predictions, classes: list[str
                 _panel(ax, kind, folds, pooled, cls, table, ci)
             for ax in axes[len(classes):]:
                 ax.set_axis_off()
+            if len(classes) > 2:
+                macro = table[(table["group"] == pooled.group) & (table["class"] == MACRO)
+                              & (table["metric"] == kind.metric)].iloc[0]
+                summary = format_value(kind.metric, macro, ci) if kind.metric != "brier" else (
+                    f"Brier {macro['value']:.3f}")
+                fig.suptitle(f"{pooled.target}, {pooled.group} macro average: {summary}", fontsize=11)
             for fmt in FORMATS:
                 path = out_dir / f"{name}-{safe_name(pooled.target)}.{fmt}"
                 fig.savefig(path, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
