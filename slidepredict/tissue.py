@@ -178,8 +178,13 @@ def clean_mask(raw: np.ndarray, um_per_px: float, params: TissueParams) -> np.nd
     size = max(1, int(round(params.median_um / um_per_px)) | 1)
     mask = ndimage.median_filter(raw.astype(np.uint8), size=size, mode="constant") > 0
     mask = close(mask, params.close_um / um_per_px)
-    mask = drop_small(mask, params.min_object_um2 / px_area)
+    mask = drop_small(mask, min_object_px(mask, um_per_px, params))
     return mask | small_holes(mask, params.min_hole_um2 / px_area)
+
+
+def min_object_px(mask: np.ndarray, um_per_px: float, params: TissueParams) -> float:
+    """Smallest kept object; on images smaller than a biopsy (microscopy crops) at most 5% of the image."""
+    return min(params.min_object_um2 / (um_per_px * um_per_px), 0.05 * mask.size)
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -207,7 +212,7 @@ def mask_from_rgb(rgb: np.ndarray, um_per_px: float, params: TissueParams | None
     mask = clean_mask(raw, um_per_px, params)
     if pen.any():
         mask &= ~dilate(pen, params.pen_margin_um / um_per_px)
-        mask = drop_small(mask, params.min_object_um2 / (um_per_px * um_per_px))
+        mask = drop_small(mask, min_object_px(mask, um_per_px, params))
     return mask, name
 
 
