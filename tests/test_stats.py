@@ -174,6 +174,7 @@ def test_plots_are_written_valid_and_labelled(tmp_path: Path) -> None:
     h = result.headline
     assert f"pooled (n=120, {_value(result.table, 'pooled', 'MSI H', 'auroc')['n_pos']:.0f} pos): {h['text']}" in roc
     assert "fold-2 (n=40" in roc
+    assert h["n_bootstrap"] == 50 and h["ci_low"] < h["value"] < h["ci_high"]
     assert not list((tmp_path / "out").glob(".stats-*"))
 
 
@@ -287,3 +288,16 @@ def test_cli_prints_headline_and_one_line_errors(tmp_path: Path) -> None:
     assert wrong.exit_code == 2
     assert "Error: --positive 'MSS' is not a class of target 'isMSIH' (classes: MSI H, non_MSI)." in wrong.output
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"ci": 1.5}, "--ci must be between 0 and 1 (e.g. 0.95), got 1.5."),
+    ({"n_bootstrap": -1}, "--n-bootstrap must be 0 (no CIs) or more, got -1."),
+    ({"positive": "MSS"}, "--positive 'MSS' is not a class of target 'isMSIH' (classes: MSI H, non_MSI)."),
+])
+def test_bad_options_fail_before_any_output(tmp_path: Path, options: dict, message: str) -> None:
+    files = [_write(_preds(10, 0), tmp_path / "p.csv")]
+    with pytest.raises(PredictionsError) as err:
+        compute_stats(files, tmp_path / "out", **options)
+    assert str(err.value) == message
+    assert not (tmp_path / "out").exists()

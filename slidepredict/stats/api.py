@@ -67,12 +67,15 @@ def positive_class(pooled: Predictions, requested: str | None) -> str:
 
 
 def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
+    """The one figure a demo or report leads with, as plain Python values plus ready text."""
     row = table[(table["target"] == target) & (table["group"] == POOLED)
                 & (table["class"] == cls) & (table["metric"] == "auroc")].iloc[0]
     return {
         "target": target, "class": cls, "group": POOLED, "metric": "auroc",
         "value": float(row["value"]), "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
-        "ci": ci, "n": int(row["n"]), "n_bootstrap": row["n_bootstrap"], "text": format_value("auroc", row, ci),
+        "ci": ci, "n": int(row["n"]),
+        "n_bootstrap": None if np.isnan(row["n_bootstrap"]) else int(row["n_bootstrap"]),
+        "text": format_value("auroc", row, ci),
     }
 
 
@@ -103,19 +106,22 @@ def compute_stats(
     """Per target, class and group (file/fold and pooled): metrics with CIs, confusion, plots."""
     _check_options(n_bootstrap, ci)
     by_target = load_all([Path(p) for p in pred_files])
-    tables, matrices, plans, headlines = [], {}, [], {}
-    for target, groups in by_target.items():
+    plans = []  # (fold groups, pooled group, classes to plot); all choices checked before any work
+    for groups in by_target.values():
         pooled = pool(groups)
-        folds = groups if len(groups) > 1 else []
+        chosen = positive_class(pooled, positive)
+        shown = [chosen] if len(pooled.classes) == 2 else list(pooled.classes)
+        plans.append((groups if len(groups) > 1 else [], pooled, shown))
+    tables, matrices = [], {}
+    for folds, pooled, _ in plans:
         for g in folds + [pooled]:
             tables.append(evaluate(g, n_bootstrap, seed, ci))
-            matrices[(target, g.group)] = confusion(g)
-        binary = len(pooled.classes) == 2
-        shown = [positive_class(pooled, positive)] if binary else list(pooled.classes)
-        plans.append((folds, pooled, shown))
-        headlines[target] = (shown[0] if binary else MACRO)
+            matrices[(g.target, g.group)] = confusion(g)
     table = pd.concat(tables, ignore_index=True)
-    headlines = {t: headline(table, t, cls, ci) for t, cls in headlines.items()}
+    headlines = {
+        pooled.target: headline(table, pooled.target, shown[0] if len(shown) == 1 else MACRO, ci)
+        for _, pooled, shown in plans
+    }
 
     out_dir = Path(out_dir)
     existed = out_dir.exists()
