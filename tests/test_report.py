@@ -32,7 +32,7 @@ def _make_run(root: Path) -> Path:
     (run / "heatmaps" / "slide1" / "slide1.geojson").write_text('{"type": "FeatureCollection", "features": []}')
     pd.DataFrame({"PATIENT": [EVIL, "P2"], "MSI": ["MSI", "MSS"], "pred": ["MSI", "MSS"],
                   "MSI_MSS": [0.2, 0.7], "MSI_MSI": [0.8, 0.3]}).to_csv(run / "patient-preds.csv", index=False)
-    (run / "cohort-summary.json").write_text(json.dumps({
+    (run / "cohort.json").write_text(json.dumps({
         "patients": 2, "slides": 2, "tiles": 1234,
         "dropped": [{"reason": "no features", "count": 1, "examples": [EVIL]}],
     }))
@@ -58,7 +58,7 @@ def test_report_on_empty_folder_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(SlidePredictError) as err:
         build_report(tmp_path / "empty")
     assert str(err.value) == (
-        f"{tmp_path / 'empty'}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps or cohort summary "
+        f"{tmp_path / 'empty'}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps or cohort.json "
         "found); run crossval/deploy/stats/heatmaps first"
     )
     assert list((tmp_path / "empty").iterdir()) == []

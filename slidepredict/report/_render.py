@@ -38,7 +38,7 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
     sections: list[Section] = [s for fn in SECTIONS.values() if (s := fn(run, env)) is not None]
     if not sections:
         raise SlidePredictError(
-            f"{run}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps or cohort summary found); "
+            f"{run}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps or cohort.json found); "
             "run crossval/deploy/stats/heatmaps first"
         )
     html = env.get_template("page.html").render(

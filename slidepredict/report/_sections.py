@@ -85,7 +85,7 @@ def config_section(run_dir: Path, env: Any) -> Section | None:
 
 @register_section("cohort")
 def cohort_section(run_dir: Path, env: Any) -> Section | None:
-    files = _files(run_dir, "cohort-summary.json")
+    files = _files(run_dir, "cohort.json")
     if not files:
         return None
     blocks = []
