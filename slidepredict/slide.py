@@ -102,18 +102,18 @@ class OpenSlideBackend:
         except Exception:
             return False
 
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def read_image(self, level: int, x: int, y: int, w: int, h: int) -> Image.Image:
+        """RGB region as a PIL image: staying in PIL until the final resize avoids array copies."""
         try:
             rgba = self._osr.read_region((x, y), level, (w, h))
         except self._err as exc:
             raise SlideError(f"cannot read pixels (corrupt or truncated file?): {exc}") from None
-        arr = np.asarray(rgba)
-        rgb = arr[..., :3]
-        alpha = arr[..., 3]
-        if alpha.min() < 255:  # transparent areas (outside scanned regions) are background: white
-            rgb = rgb.copy()
-            rgb[alpha == 0] = 255
-        return rgb
+        if rgba.getchannel("A").getextrema()[0] < 255:  # outside scanned regions: background, i.e. white
+            rgba = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        return rgba.convert("RGB")
+
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return np.asarray(self.read_image(level, x, y, w, h))
 
     def mpp_candidates(self) -> list[tuple[str, float | None]]:
         p = self.properties
@@ -293,10 +293,17 @@ class Slide:
         level = self.best_level(size0 / out_px)
         ds = self.level_downsamples[level]
         n = max(1, int(round(size0 / ds)))
-        rgb = self.backend.read(level, int(x), int(y), n, n)
-        if n == out_px:
-            return rgb
-        return np.asarray(Image.fromarray(rgb).resize((out_px, out_px), Image.BILINEAR, reducing_gap=2.0))
+        read_image = getattr(self.backend, "read_image", None)
+        if read_image is None:
+            rgb = self.backend.read(level, int(x), int(y), n, n)
+            if n == out_px:
+                return rgb
+            image = Image.fromarray(rgb)
+        else:
+            image = read_image(level, int(x), int(y), n, n)
+        if n != out_px:  # area averaging when shrinking (anti-aliased, and cheaper than bilinear)
+            image = image.resize((out_px, out_px), Image.BOX if n > out_px else Image.BILINEAR)
+        return np.asarray(image)
 
     def read_at_mpp(self, target_mpp: float, chunk: int = 4096) -> tuple[np.ndarray, float]:
         """The whole slide at about ``target_mpp`` (for masks and thumbnails) in bounded memory.
