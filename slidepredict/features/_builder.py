@@ -8,6 +8,7 @@ yields and does the float conversion, stain normalisation and mean/std on the de
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -52,32 +53,47 @@ BUILDERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {
 }
 
 
-def build_backbone(cfg: EncoderConfig, seed: int = 0) -> nn.Module:
-    """The architecture as the hub weights expect it, randomly initialised (deterministic per seed)."""
-    with torch.random.fork_rng(devices=[]):
+def build_backbone(cfg: EncoderConfig, seed: int = 0, device: str | torch.device | None = None) -> nn.Module:
+    """The architecture as the hub weights expect it, randomly initialised (deterministic per seed).
+
+    ``device="meta"`` builds the structure without allocating or initialising anything,
+    which is how real weights are loaded: a 1.1B-parameter ViT-g skips ~30 s of random init.
+    """
+    with torch.random.fork_rng(devices=[]), (torch.device(device) if device else contextlib.nullcontext()):
         torch.manual_seed(seed)
         return BUILDERS[cfg.kind](cfg)
 
 
-def load_weights_into(model: nn.Module, weights: ResolvedWeights, cfg: EncoderConfig) -> None:
-    """Load a weight file strictly; only a classifier head the encoder drops may be left over."""
+def load_weights_into(model: nn.Module, weights: ResolvedWeights, cfg: EncoderConfig) -> nn.Module:
+    """Load a weight file strictly (only a classifier head the encoder drops may be left over).
+
+    Tensors are assigned, so ``model`` may live on the meta device; they take the dtype
+    the architecture declares, whatever precision the checkpoint was saved in.
+    """
     if weights.path is None:
-        return
+        return model
     sd = load_state_dict(weights.path)
     head = getattr(model, "pretrained_cfg", {}).get("classifier") or "head"
-    own = set(model.state_dict())
+    own = model.state_dict()
     sd = {k: v for k, v in sd.items() if k in own or not k.startswith(f"{head}.")}
-    missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
     if missing or unexpected:
         raise ConfigError(
             f"weights file {weights.path} does not fit encoder '{cfg.name}' ({cfg.arch}): "
             f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
+    sd = {k: v.to(own[k].dtype) for k, v in sd.items()}
     try:
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise ConfigError(f"weights file {weights.path} does not fit encoder '{cfg.name}': {first}") from None
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:  # a non-persistent buffer the file cannot provide: rebuild it for real
+        real = build_backbone(cfg)
+        real.load_state_dict(sd, strict=True)
+        return real
+    return model
 
 
 def _truncate(model: nn.Module, after: str) -> nn.Module:
@@ -152,8 +168,10 @@ def load_encoder(
     """Resolve weights (see :mod:`._weights`), build, load, and move to ``device`` in eval mode."""
     cfg = get_encoder(name)
     resolved = resolve_weights(cfg, weights)
-    backbone = build_backbone(cfg, seed=resolved.seed or 0)
-    load_weights_into(backbone, resolved, cfg)
+    if resolved.path is not None:
+        backbone = load_weights_into(build_backbone(cfg, device="meta"), resolved, cfg)
+    else:
+        backbone = build_backbone(cfg, seed=resolved.seed or 0)
     if cfg.truncate_after:
         backbone = _truncate(backbone, cfg.truncate_after)
     module = TileEncoder(backbone, cfg, stain_norm).eval().to(device)
