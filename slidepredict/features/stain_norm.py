@@ -80,7 +80,7 @@ class MacenkoNormalizer(nn.Module):
         path = Path(path)
         try:
             with Image.open(path) as im:
-                rgb = np.asarray(im.convert("RGB"))
+                rgb = np.array(im.convert("RGB"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--stain-ref {path}: cannot read the reference image ({exc.__class__.__name__})") from None
         he, max_c, ok = estimate_stains(torch.from_numpy(rgb).permute(2, 0, 1)[None].float())
