@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -53,8 +55,8 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
             progress.advance(task)
 
 
-def setup_logging(quiet: bool = False, logfile: str | None = None) -> None:
-    """Console logging through rich; an optional log file records every run for provenance."""
+def setup_logging(quiet: bool = False) -> None:
+    """Console logging through rich (once per process)."""
     set_quiet(quiet)
     root = logging.getLogger("slidepredict")
     root.setLevel(logging.INFO)
@@ -64,7 +66,18 @@ def setup_logging(quiet: bool = False, logfile: str | None = None) -> None:
         handler = RichHandler(show_path=False, show_time=False, markup=False)
         handler._slidepredict = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    if logfile:
-        fh = logging.FileHandler(logfile)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(fh)
+
+
+@contextlib.contextmanager
+def add_logfile(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Append every log line of a run to ``path`` (provenance next to the outputs)."""
+    root = logging.getLogger("slidepredict")
+    root.setLevel(logging.INFO)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
