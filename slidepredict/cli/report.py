@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from slidepredict.cli._app import app
+from slidepredict.cli._app import app, config_option
 
 
 @app.command()
 def report(
+    config: Path = config_option(),
     run_dir: Path = typer.Argument(..., help="Run folder (from `run`, `crossval`, `deploy`, `stats`, `heatmaps`)."),
     out: Path = typer.Option(None, "--out", help="Where to write the page (default RUN_DIR/report.html)."),
     title: str = typer.Option(None, "--title", help="Page title."),

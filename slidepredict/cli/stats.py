@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from slidepredict.cli._app import app, fail
+from slidepredict.cli._app import app, config_option, fail
 
 
 @app.command()
 def stats(
+    config: Path = config_option(),
     preds: list[Path] = typer.Argument(
         ..., help="patient-preds.csv files: one per fold or model; several are also pooled."
     ),

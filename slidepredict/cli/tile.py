@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from slidepredict.cli._app import app, fail
+from slidepredict.cli._app import app, config_option, fail
 
 
 @app.command()
 def tile(
+    config: Path = config_option(),
     slides: list[Path] = typer.Argument(..., help="Slide files or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <stem>.h5 per slide, qc/<stem>.png."),
     tile_um: float = typer.Option(256.0, "--tile-um", help="Tile edge in microns."),
