@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 _STAMP_FILE_STEM = "features"  # marugoto/STAMP exports: <slide>/features.h5
+_COORDS_SUBDIR = "coords"  # tiling files `slidepredict extract` keeps inside its output folder by default
 
 
 @dataclass
@@ -155,6 +156,8 @@ def index_feature_files(features_dir: str | os.PathLike[str]) -> dict[str, list[
         raise CohortError(f"features folder not found: {root}")
     index: dict[str, list[Path]] = {}
     for p in sorted(root.rglob("*.h5")):
+        if p.relative_to(root).parts[0] == _COORDS_SUBDIR:
+            continue
         key = p.parent.name if p.stem == _STAMP_FILE_STEM and p.parent != root else p.stem
         index.setdefault(key, []).append(p)
     return index
