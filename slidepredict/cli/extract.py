@@ -52,6 +52,8 @@ def extract(
     except SlidePredictError as exc:
         fail(str(exc))
         return
+    for slide, reason in result.failed:
+        typer.secho(f"FAILED {slide}: {reason}", fg=typer.colors.RED, err=True)
     typer.echo(f"Features in {out}: {result.summary()}")
     raise typer.Exit(result.exit_code)
 

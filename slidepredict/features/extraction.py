@@ -252,14 +252,15 @@ def extract(
     cfg = get_encoder(encoder)
     tiling = tiling or TilingParams(tile_px=cfg.input_px)
     tiling.validate()
+    found = find_slides(list(slides), required=True)
+    paths = batch.select_shard(found, shard)
+    if not paths:
+        raise SlidePredictError(f"--shard {shard} selects no slide: there are only {len(found)}")
+    normalizer = make_stain_normalizer(stain_norm, stain_ref)
+    runner = Runner(load_encoder(encoder, weights, stain_norm=normalizer), params)  # fails before any output
+    runner.check_tile_size(tiling.tile_px)
     out = batch.check_writable(out_dir)
     coords_dir = batch.check_writable(coords_dir if coords_dir is not None else out / "coords")
-    normalizer = make_stain_normalizer(stain_norm, stain_ref)
-    runner = Runner(load_encoder(encoder, weights, stain_norm=normalizer), params)
-    runner.check_tile_size(tiling.tile_px)
-    paths = batch.select_shard(find_slides(list(slides)), shard)
-    if not paths:
-        raise SlidePredictError(f"no slides found in {', '.join(map(str, slides))}" + (f" for shard {shard}" if shard else ""))
     h5io.clean_partials(out)
     tag = normalizer.tag if normalizer is not None else "none"
     return batch.run_per_slide(

@@ -1,0 +1,272 @@
+"""Extraction end to end: the h5 contract, skip/redo, bad input, interop readers, kills and concurrency."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from slidepredict import batch, h5io
+from slidepredict.cli import app
+from slidepredict.errors import ConfigError, SlideError
+from slidepredict.features import ExtractParams, extract, load_encoder
+from slidepredict.features.extraction import Runner, features_path
+from slidepredict.slide import open_slide
+from slidepredict.synthetic import make_slide
+from slidepredict.tiling import TilingParams, coords_path, load_coords
+
+FAST = ExtractParams(batch_size=4, workers=1)
+CONTRACT_ATTRS = {
+    "encoder", "encoder_hash", "tile_size_um", "tile_size_px", "tile_size_level0", "mpp",
+    "slide_width", "slide_height", "slidepredict_version", "stain_norm",
+}
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory, cmu_slide) -> Path:
+    out = tmp_path_factory.mktemp("features")
+    result = extract([cmu_slide], out, "resnet50-trunc", weights="random", params=FAST)
+    assert result.done == [cmu_slide] and result.exit_code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def signal_slide(tmp_path_factory):
+    return make_slide(tmp_path_factory.mktemp("syn") / "signal.tiff", seed=7, width=2048, height=1536, signal=True)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith((h5io.TMP_SUFFIX, h5io.LOCK_SUFFIX))]
+
+
+def test_feature_file_contract(resnet_run, cmu_slide):
+    path = features_path(resnet_run, cmu_slide)
+    coords, _ = load_coords(coords_path(resnet_run / "coords", cmu_slide))
+    with h5py.File(path) as f:
+        assert f["features"].dtype == np.float32 and f["features"].shape == (len(coords), 1024)
+        assert f["coords"].dtype == np.int64
+        np.testing.assert_array_equal(f["coords"][()], coords)
+        attrs = dict(f.attrs)
+    assert CONTRACT_ATTRS <= set(attrs)
+    assert attrs["encoder"] == "resnet50-trunc" and attrs["encoder_hash"].endswith("-random-0")
+    assert (attrs["tile_size_um"], attrs["tile_size_px"], attrs["tile_size_level0"]) == (256.0, 224, 513)
+    assert (attrs["mpp"], attrs["slide_width"], attrs["slide_height"]) == (0.499, 2220, 2967)
+    assert attrs["stain_norm"] == "none"
+    bag = h5io.read_features(path)
+    assert bag.layout == "slidepredict" and np.isfinite(bag.features).all()
+    assert not _leftovers(resnet_run)
+
+
+def test_features_match_the_tiles_read_directly(resnet_run, cmu_slide):
+    """Worker decoding + batching change nothing: row i is the encoder applied to tile i."""
+    bag = h5io.read_features(features_path(resnet_run, cmu_slide))
+    runner = Runner(load_encoder("resnet50-trunc", weights="random"), FAST)
+    with open_slide(cmu_slide) as slide:
+        tiles = np.stack([slide.read_region_at(x, y, 256.0, 224) for x, y in bag.coords[[0, -1]]])
+    direct = runner.forward(torch.from_numpy(tiles)).numpy()
+    np.testing.assert_allclose(bag.features[[0, -1]], direct, rtol=0.05, atol=0.05)
+
+
+def test_rerun_skips_and_changed_settings_redo(tmp_path, cmu_slide):
+    run = lambda **kw: extract([cmu_slide], tmp_path, "stain-texture", params=FAST, **kw)  # noqa: E731
+    assert run().done == [cmu_slide]
+    target = features_path(tmp_path, cmu_slide)
+    first = target.stat().st_mtime_ns
+    assert run().skipped == [cmu_slide] and target.stat().st_mtime_ns == first
+    assert run(stain_norm="macenko").done == [cmu_slide]
+    assert h5io.read_attrs(target)["stain_norm"] == "macenko"
+    with h5py.File(target, "w") as f:  # an incomplete file (no completion flag) is redone, not trusted
+        f.create_dataset("features", data=np.zeros((1, 52)))
+    assert run().done == [cmu_slide]
+    assert h5io.read_features(target).features.shape[1] == 52
+
+
+def test_float16_features(tmp_path, cmu_slide):
+    extract([cmu_slide], tmp_path, "stain-texture", params=ExtractParams(features_dtype="float16", workers=0))
+    with h5py.File(features_path(tmp_path, cmu_slide)) as f:
+        assert f["features"].dtype == np.float16
+
+
+def test_stain_texture_finds_the_planted_signal(tmp_path, signal_slide):
+    tiling = TilingParams(tile_um=128.0, tile_px=112)
+    extract([signal_slide.path], tmp_path, "stain-texture", tiling=tiling, params=FAST)
+    bag = h5io.read_features(features_path(tmp_path, signal_slide.path))
+    inside = signal_slide.in_signal(bag.coords, bag.attrs["tile_size_level0"])
+    assert 2 <= inside.sum() < len(inside) - 2
+    from slidepredict.features.stain_texture import FEATURE_NAMES
+
+    density = bag.features[:, FEATURE_NAMES.index("nuclei0.04_area")]
+    assert density[inside].mean() > 1.3 * density[~inside].mean()
+
+
+def test_shards_split_a_folder_without_overlap(tmp_path, cmu_slide, signal_slide):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for src in (cmu_slide, signal_slide.path):
+        (folder / src.name).symlink_to(src)
+    one = extract([folder], tmp_path / "f", "stain-texture", shard="1/2", params=FAST)
+    two = extract([folder], tmp_path / "f", "stain-texture", shard="2/2", params=FAST)
+    assert len(one.done) == len(two.done) == 1 and set(one.done).isdisjoint(two.done)
+    with pytest.raises(Exception, match=r"^--shard 3/3 selects no slide: there are only 2$"):
+        extract([folder], tmp_path / "f", "stain-texture", shard="3/3")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"params": ExtractParams(precision="fp16", device="cpu")}, "--precision fp16 needs a CUDA device; on CPUs use bf16 or fp32"),
+        ({"params": ExtractParams(batch_size=0)}, "--batch-size must be >= 1, got 0"),
+        ({"params": ExtractParams(precision="int8")}, "--precision must be one of auto, fp32, bf16, fp16, got 'int8'"),
+        ({"encoder": "resnet51"}, "unknown encoder 'resnet51'; choose one of: "),
+        ({"stain_norm": "vahadane"}, "unknown --stain-norm 'vahadane'; choose one of: none, macenko"),
+    ],
+)
+def test_bad_settings_fail_before_any_output(tmp_path, cmu_slide, kwargs, message):
+    kwargs = {"encoder": "stain-texture", **kwargs}
+    with pytest.raises(ConfigError) as err:
+        extract([cmu_slide], tmp_path / "out", **kwargs)
+    assert str(err.value).startswith(message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_requested_without_gpu(tmp_path, cmu_slide):
+    with pytest.raises(ConfigError, match=r"^--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto$"):
+        extract([cmu_slide], tmp_path, "stain-texture", params=ExtractParams(device="cuda"))
+
+
+def test_wrong_tile_size_for_a_fixed_size_vit(tmp_path, cmu_slide):
+    with pytest.raises(ConfigError, match=r"^encoder 'lunit-vits16' cannot take 256x256 tiles \(use --tile-px 224\): "):
+        extract([cmu_slide], tmp_path / "out", "lunit-vits16", weights="random", tiling=TilingParams(tile_px=256))
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_slide_fails_alone(tmp_path, cmu_slide):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    (folder / "broken.svs").write_bytes(b"not a slide at all")
+    (folder / cmu_slide.name).symlink_to(cmu_slide)
+    result = extract([folder], tmp_path / "out", "stain-texture", params=FAST)
+    assert result.done == [folder / cmu_slide.name] and result.exit_code == 1
+    [(slide, reason)] = result.failed
+    assert slide.name == "broken.svs" and reason.startswith(f"cannot open slide {folder / 'broken.svs'}: not a supported slide")
+    assert not features_path(tmp_path / "out", slide).exists() and not _leftovers(tmp_path / "out")
+
+
+def test_no_slides(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SlideError, match=r"^no slides found in .*empty \(looked for "):
+        extract([tmp_path / "empty"], tmp_path / "out", "stain-texture")
+
+
+def test_cli_extract_and_missing_weights(tmp_path, cmu_slide, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cli = CliRunner()
+    ok = cli.invoke(app, ["extract", str(cmu_slide), "--out", str(tmp_path / "f"), "--encoder", "stain-texture", "--batch-size", "4"])
+    assert ok.exit_code == 0, ok.output
+    assert f"Features in {tmp_path / 'f'}: 1 done, 0 already complete, 0 failed" in ok.output
+    missing = cli.invoke(app, ["extract", str(cmu_slide), "--out", str(tmp_path / "g"), "--encoder", "uni"])
+    assert missing.exit_code == 2
+    assert re.search(r"Error: no weights for encoder 'uni': no --weights given and MahmoodLab/uni@main", missing.output)
+    assert not (tmp_path / "g").exists()
+
+
+# Interop: files written by other tools behind the same reader.
+
+
+def test_reads_stamp_files(data_dir):
+    bag = h5io.read_features(data_dir / "features" / "TCGA-AD-6964-01Z-00-DX1" / "features.h5")
+    assert bag.layout == "stamp" and bag.features.shape == (777, 512) and bag.features.dtype == np.float32
+    assert bag.coords.shape == (777, 2) and bag.coords.dtype == np.int64
+    assert bag.attrs == {}  # the real files carry no attributes
+
+
+def test_reads_marugoto_files_without_coords(data_dir):
+    bag = h5io.read_features(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5")
+    assert bag.layout == "clam" and bag.features.shape == (180, 512)
+    assert bag.coords is None  # tile names like 0_0_0_506.jpg carry no level-0 position
+    assert h5io.feature_dim(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5") == 512
+
+
+def test_reads_clam_files(tmp_path):
+    path = tmp_path / "clam.h5"
+    with h5py.File(path, "w") as f:
+        f["features"] = np.ones((1, 5, 1024), np.float32)
+        f["coords"] = np.arange(10).reshape(1, 5, 2)
+    bag = h5io.read_features(path)
+    assert bag.layout == "clam" and bag.features.shape == (5, 1024) and bag.coords.shape == (5, 2)
+
+
+# Processes: a killed run and two runs sharing one folder (real subprocesses).
+
+_EXTRACT = (
+    "import sys; from slidepredict.features import extract, ExtractParams; from slidepredict.tiling import TilingParams; "
+    "r = extract(sys.argv[1:2], sys.argv[2], sys.argv[3], weights=sys.argv[4] if sys.argv[4] != '-' else None, "
+    "tiling=TilingParams(tile_um=128.0, tile_px=112), params=ExtractParams(batch_size=4, workers=1)); "
+    "print('RESULT', len(r.done), len(r.skipped), len(r.busy), len(r.failed))"
+)
+
+
+def _spawn(slides: Path, out: Path, encoder: str, weights: str = "-") -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _EXTRACT, str(slides), str(out), encoder, weights],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def slide_folder(tmp_path_factory, cmu_slide) -> Path:
+    folder = tmp_path_factory.mktemp("slides")
+    (folder / cmu_slide.name).symlink_to(cmu_slide)
+    for seed in (1, 2):
+        make_slide(folder / f"syn{seed}.tiff", seed=seed, width=2048, height=1536)
+    return folder
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_nothing_that_looks_complete(tmp_path, slide_folder):
+    out = tmp_path / "out"
+    proc = _spawn(slide_folder, out, "resnet50-trunc", "random")
+    deadline = time.time() + 120
+    while not list(out.glob(f"*{h5io.LOCK_SUFFIX}")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # mid-extraction of the first slide
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    for slide in slide_folder.iterdir():
+        target = features_path(out, slide)
+        assert not target.exists() or h5io.is_complete(target, {"encoder": "resnet50-trunc"}, ("features", "coords"))
+    (out / f"syn1.h5.{999_999_999}{h5io.TMP_SUFFIX}").write_bytes(b"partial")  # a leftover from another dead job
+    result = extract([slide_folder], out, "resnet50-trunc", weights="random", tiling=TilingParams(tile_um=128.0, tile_px=112), params=FAST)
+    assert result.done and len(result.done) + len(result.skipped) == 3 and not result.failed and not result.busy
+    assert not _leftovers(out)
+    for slide in slide_folder.iterdir():
+        assert h5io.read_attrs(features_path(out, slide))["encoder"] == "resnet50-trunc"
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_folder(tmp_path, slide_folder):
+    out = tmp_path / "out"
+    procs = [_spawn(slide_folder, out, "stain-texture") for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    counts = [list(map(int, re.search(r"RESULT (\d+) (\d+) (\d+) (\d+)", o).groups())) for o in outputs]
+    assert sum(c[0] for c in counts) == 3, outputs  # every slide extracted exactly once
+    assert all(c[3] == 0 for c in counts)
+    for slide in slide_folder.iterdir():
+        assert h5io.read_attrs(features_path(out, slide))["encoder"] == "stain-texture"
+    assert not _leftovers(out)
+    again = extract([slide_folder], out, "stain-texture", tiling=TilingParams(tile_um=128.0, tile_px=112), params=FAST)
+    assert len(again.skipped) == 3 and batch.SKIPPED == "skipped"
