@@ -1,0 +1,154 @@
+"""Patient-level stratified k-fold cross-validation and the final all-patients model.
+
+Everything a rerun needs is on disk: ``splits.json`` (written once, reused), one folder per fold
+whose ``patient-preds.csv`` is written last and atomically (its presence marks the fold done),
+and ``train-config.json`` so a rerun never mixes folds trained with different settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from slidepredict.cohort import Cohort
+from slidepredict.errors import CohortError, ConfigError
+from slidepredict.progress import track
+from slidepredict.training.fit import TrainConfig, check_trainable, fit
+from slidepredict.training.predict import predict_cohort
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.ckpt"
+PREDS_FILE = "patient-preds.csv"
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Text files appear complete or not at all (a killed run never leaves half a CSV)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def make_splits(cohort: Cohort, folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """Stratified k-fold over patients (a patient's slides never straddle folds)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out = []
+    for train_idx, test_idx in skf.split(cohort.patients, cohort.labels):
+        out.append({
+            "train": sorted(cohort.patients[i] for i in train_idx),
+            "test": sorted(cohort.patients[i] for i in test_idx),
+        })
+    return out
+
+
+def load_or_make_splits(path: Path, cohort: Cohort, folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """Reuse ``splits.json`` when it exists (so reruns and cluster jobs agree), refusing a stale one."""
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        splits = saved["splits"]
+        had = {p for s in splits for p in s["test"]}
+        if len(splits) != folds or had != set(cohort.patients):
+            changed = len(had.symmetric_difference(cohort.patients))
+            raise CohortError(
+                f"{path} holds {len(splits)} folds over {len(had)} patients, but this run has {folds} folds over "
+                f"{len(cohort)} patients ({changed} differ); use a new --out folder or delete {path.name}"
+            )
+        return splits
+    splits = make_splits(cohort, folds, seed)
+    write_atomic(path, json.dumps({"target": cohort.target, "folds": folds, "seed": seed, "splits": splits}, indent=1))
+    return splits
+
+
+def _guard_config(out_dir: Path, config: TrainConfig) -> None:
+    """Refuse to continue a run made with other model settings in the same folder."""
+    path = out_dir / "train-config.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        now = json.loads(json.dumps(config.model_settings()))
+        diff = sorted(k for k in now if before.get(k) != now[k])
+        if diff:
+            k = diff[0]
+            raise ConfigError(
+                f"{out_dir} was trained with {k}={before.get(k)!r}, this run asks for {k}={now[k]!r}; "
+                "use a new --out folder or delete the old one"
+            )
+    write_atomic(path, json.dumps(config.model_settings(), indent=1))
+
+
+def _write_cohort_summary(out_dir: Path, cohort: Cohort) -> None:
+    write_atomic(out_dir / "cohort.json", json.dumps(cohort.summary(), indent=1))
+
+
+def crossval(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfig, folds: int = 5) -> Any:
+    """Train and test one model per fold; returns the pooled test predictions (also written to disk)."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2 (got {folds})")
+    check_trainable(cohort, min_per_class=1)
+    if len(cohort) < folds:
+        raise CohortError(
+            f"crossval with {folds} folds needs at least {folds} patients; target '{cohort.target}' has "
+            f"{len(cohort)} usable patients; use --folds {max(2, len(cohort))} or fewer"
+        )
+    small = {c: n for c, n in cohort.class_counts().items() if n < folds}
+    if small:
+        cat, n = next(iter(small.items()))
+        raise CohortError(
+            f"class '{cat}' of target '{cohort.target}' has {n} patients, fewer than the {folds} folds; "
+            f"use --folds {max(2, n)} or fewer"
+        )
+    _guard_config(out_dir, config)
+    _write_cohort_summary(out_dir, cohort)
+    splits = load_or_make_splits(out_dir / "splits.json", cohort, folds, config.seed)
+    frames = []
+    for k in track(range(folds), f"{cohort.target}: cross-validation", total=folds):
+        fold_dir = out_dir / f"fold-{k}"
+        preds_path = fold_dir / PREDS_FILE
+        if preds_path.is_file() and (fold_dir / MODEL_FILE).is_file():
+            log.info("fold %d: already done, skipping (%s)", k, preds_path)
+            frames.append(pd.read_csv(preds_path, dtype={"PATIENT": str}))
+            continue
+        train, test = cohort.subset(splits[k]["train"]), cohort.subset(splits[k]["test"])
+        model = fit(train, config, fold_dir / MODEL_FILE, description=f"{cohort.target} fold {k}")
+        df = predict_cohort(model, test, description=f"fold {k}: testing")
+        df["fold"] = k
+        write_atomic(preds_path, df.to_csv(index=False))
+        frames.append(df)
+    pooled = pd.concat(frames, ignore_index=True)
+    write_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
+    return pooled
+
+
+def train_final(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfig) -> Path:
+    """One model on all patients for deployment; skipped when ``model.ckpt`` already exists."""
+    out_dir = Path(out_dir)
+    ckpt = out_dir / MODEL_FILE
+    _guard_config(out_dir, config)
+    _write_cohort_summary(out_dir, cohort)
+    if ckpt.is_file():
+        log.info("%s exists, skipping training", ckpt)
+        return ckpt
+    fit(cohort, config, ckpt, description=f"{cohort.target}: final model")
+    return ckpt
+
+
+def pooled_auroc(preds: Any, target: str, categories: list[str]) -> float:
+    """Quick headline number for the CLI (macro one-vs-rest for multi-class); full statistics live in ``stats``."""
+    from sklearn.metrics import roc_auc_score
+
+    y = preds[target].astype(str)
+    if y.nunique() < 2:
+        return float("nan")
+    if len(categories) == 2:
+        return float(roc_auc_score(y == categories[1], preds[f"{target}_{categories[1]}"]))
+    scores = preds[[f"{target}_{c}" for c in categories]].to_numpy()
+    return float(roc_auc_score(y, scores, multi_class="ovr", labels=categories))

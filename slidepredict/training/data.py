@@ -1,0 +1,92 @@
+"""Bags for Lightning: sampled to ``bag_size`` tiles in training, complete at evaluation, padded with a mask.
+
+Sampling draws come from a seeded sampler in the main process (not from worker RNG state), so a
+run is reproducible whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from slidepredict.cohort import Cohort
+
+
+@dataclass
+class BagBatch:
+    feats: torch.Tensor  # (B, N, D) float32, zero padded
+    coords: torch.Tensor | None  # (B, N, 2) level-0 px, None when any bag has none
+    mask: torch.Tensor  # (B, N) bool, True on real tiles
+    labels: torch.Tensor  # (B,) class index, -1 when unlabelled
+    index: torch.Tensor  # (B,) position of each bag in the cohort
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields (bag index, sampling seed); each pass over it is a new, reproducible epoch."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        seeds = rng.integers(0, 2**31 - 1, size=self.n)
+        yield from zip(order.tolist(), seeds.tolist())
+
+
+class BagDataset(Dataset):
+    """One item per patient: features, coords and label, read from h5 on access."""
+
+    def __init__(self, cohort: Cohort, bag_size: int | None) -> None:
+        self.cohort, self.bag_size = cohort, bag_size
+
+    def __len__(self) -> int:
+        return len(self.cohort)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, object]:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        patient = self.cohort.patients[index]
+        feats, coords = self.cohort.load_bag(patient, self.bag_size, np.random.default_rng(seed))
+        label = -1 if self.cohort.labels is None else int(self.cohort.labels[index])
+        return {"feats": feats, "coords": coords, "label": label, "index": index}
+
+
+def collate_bags(items: Sequence[dict[str, object]]) -> BagBatch:
+    """Pad bags to the longest in the batch; the mask tells heads which rows are real."""
+    sizes = [len(it["feats"]) for it in items]  # type: ignore[arg-type]
+    b, n, d = len(items), max(sizes), items[0]["feats"].shape[1]  # type: ignore[union-attr]
+    feats = torch.zeros(b, n, d)
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    have_coords = all(it["coords"] is not None for it in items)
+    coords = torch.zeros(b, n, 2, dtype=torch.long) if have_coords else None
+    for i, (it, k) in enumerate(zip(items, sizes)):
+        feats[i, :k] = torch.from_numpy(it["feats"])  # type: ignore[arg-type]
+        mask[i, :k] = True
+        if coords is not None:
+            coords[i, :k] = torch.from_numpy(it["coords"])  # type: ignore[arg-type]
+    labels = torch.tensor([it["label"] for it in items], dtype=torch.long)
+    index = torch.tensor([it["index"] for it in items], dtype=torch.long)
+    return BagBatch(feats=feats, coords=coords, mask=mask, labels=labels, index=index)
+
+
+def bag_loader(
+    cohort: Cohort, *, train: bool, bag_size: int | None = 512, batch_size: int = 16,
+    seed: int = 0, num_workers: int = 0,
+) -> DataLoader:
+    """Training loaders sample and shuffle; evaluation loaders read complete bags one patient at a time."""
+    return DataLoader(
+        BagDataset(cohort, bag_size if train else None),
+        batch_size=batch_size if train else 1,
+        sampler=EpochSampler(len(cohort), shuffle=train, seed=seed),
+        collate_fn=collate_bags,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )

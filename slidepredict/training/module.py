@@ -1,0 +1,73 @@
+"""The LightningModule around any registered MIL head: AdamW + one-cycle, class-weighted loss."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import lightning as L
+import torch
+
+from slidepredict.mil import MILOutput, create_mil
+from slidepredict.training.data import BagBatch
+
+
+class LitMIL(L.LightningModule):
+    """Hyperparameters are plain types, so the checkpoint loads with ``weights_only=True``."""
+
+    def __init__(
+        self, model: str, in_dim: int, n_classes: int, model_hparams: dict[str, Any] | None = None,
+        class_weights: list[float] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.head = create_mil(model, in_dim, n_classes, **(model_hparams or {}))
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, batch: BagBatch) -> MILOutput:
+        return self.head(batch.feats, batch.coords, batch.mask)
+
+    def training_step(self, batch: BagBatch, batch_idx: int) -> torch.Tensor:
+        loss = self.head.loss(self(batch), batch.labels, batch.mask, self.class_weights)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch.labels))
+        return loss
+
+    def validation_step(self, batch: BagBatch, batch_idx: int) -> None:
+        self._val.append((self(batch).logits.detach(), batch.labels))
+
+    def on_validation_epoch_end(self) -> None:
+        """Patient-level weighted CE over the whole inner validation set (the early-stopping signal)."""
+        if not self._val:
+            return
+        logits = torch.cat([v[0] for v in self._val])
+        labels = torch.cat([v[1] for v in self._val])
+        self._val.clear()
+        loss = torch.nn.functional.cross_entropy(logits, labels, weight=self.class_weights)
+        self.log("val_loss", loss, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.hparams.lr, total_steps=max(1, int(self.trainer.estimated_stepping_batches))
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class KeepBest(L.Callback):
+    """Best head weights (lowest val_loss) kept in memory: no Lightning checkpoint files to pickle or clean up."""
+
+    def __init__(self, monitor: str = "val_loss") -> None:
+        self.monitor = monitor
+        self.best_score = float("inf")
+        self.best_epoch = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or score is None:
+            return
+        if float(score) < self.best_score:
+            self.best_score, self.best_epoch = float(score), trainer.current_epoch
+            self.best_state = copy.deepcopy(pl_module.head.state_dict())  # type: ignore[union-attr]

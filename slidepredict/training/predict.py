@@ -1,0 +1,121 @@
+"""Inference for deploy, crossval and heatmaps: load a checkpoint, check features match it, predict."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slidepredict.cohort import UNKNOWN, Cohort, FeatureSpec
+from slidepredict.errors import FeatureFileError
+from slidepredict.mil import MILHead, create_mil
+from slidepredict.progress import track
+from slidepredict.training.checkpoint import ModelMeta, load_checkpoint
+from slidepredict.training.data import bag_loader
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A head in eval mode plus everything needed to use it correctly."""
+
+    model: MILHead
+    meta: ModelMeta
+    path: Path
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.meta.categories)
+
+    def check_features(self, spec: FeatureSpec, source: str | os.PathLike[str]) -> None:
+        """Refuse features from another encoder, weights, size or tile size than the model's."""
+        want = self.meta.spec
+        fix = f"extract features with encoder '{want.encoder}' at {want.tile_size_um} um tiles"
+        if spec.dim != want.dim:
+            raise FeatureFileError(
+                f"features in {source} have {spec.dim} dimensions but model {self.path.name} expects {want.dim} "
+                f"(encoder '{want.encoder}'); {fix}"
+            )
+        known = UNKNOWN not in (spec.encoder, want.encoder)
+        if known and (spec.encoder, spec.encoder_hash) != (want.encoder, want.encoder_hash):
+            raise FeatureFileError(
+                f"features in {source} come from encoder '{spec.encoder}' (hash {spec.encoder_hash}) but model "
+                f"{self.path.name} was trained on '{want.encoder}' (hash {want.encoder_hash}); {fix}"
+            )
+        if None not in (spec.tile_size_um, want.tile_size_um) and not np.isclose(spec.tile_size_um, want.tile_size_um):  # type: ignore[arg-type]
+            raise FeatureFileError(
+                f"features in {source} use {spec.tile_size_um} um tiles but model {self.path.name} was trained on "
+                f"{want.tile_size_um} um tiles; {fix}"
+            )
+        if not known and spec.encoder != want.encoder:
+            log.warning("cannot verify the encoder of %s (no encoder recorded); model expects '%s'", source, want.encoder)
+
+
+def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel:
+    """Rebuild the head from its checkpoint (``weights_only=True``) in eval mode."""
+    state, meta = load_checkpoint(path)
+    model = create_mil(meta.model, meta.spec.dim, len(meta.categories), **meta.model_hparams)
+    model.load_state_dict(state)
+    return LoadedModel(model=model.eval().to(device), meta=meta, path=Path(path))
+
+
+def _device(loaded: LoadedModel) -> torch.device:
+    return next(loaded.model.parameters()).device
+
+
+@torch.inference_mode()
+def predict_bag(
+    loaded: LoadedModel, feats: np.ndarray | torch.Tensor, coords: np.ndarray | torch.Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One complete bag -> class probabilities (C,), attention (N,) summing to 1, per-tile class probabilities (N, C).
+
+    Per-tile probabilities are the softmax of the head's per-tile logits: the model's verdict on
+    a bag made of that tile alone.
+    """
+    dev = _device(loaded)
+    x = torch.as_tensor(np.asarray(feats, dtype=np.float32), device=dev)
+    if x.ndim != 2 or x.shape[1] != loaded.meta.spec.dim:
+        raise FeatureFileError(f"expected features of shape (N, {loaded.meta.spec.dim}), got {tuple(x.shape)}")
+    c = None if coords is None else torch.as_tensor(np.asarray(coords, dtype=np.int64), device=dev)[None]
+    mask = torch.ones(1, x.shape[0], dtype=torch.bool, device=dev)
+    out = loaded.model(x[None], c, mask)
+    probs = torch.softmax(out.logits[0], -1)
+    tiles = torch.softmax(out.tile_scores[0], -1)
+    return probs.cpu().numpy(), out.attention[0].cpu().numpy(), tiles.cpu().numpy()
+
+
+def predictions_frame(patients: list[str], probs: np.ndarray, categories: list[str], target: str,
+                      truth: list[str] | None) -> Any:
+    """The ``patient-preds.csv`` layout of DESIGN.md §3 (the fold column is added by crossval)."""
+    import pandas as pd
+
+    df = pd.DataFrame({"PATIENT": patients})
+    if truth is not None:
+        df[target] = truth
+    df["pred"] = [categories[i] for i in probs.argmax(1)]
+    for j, cat in enumerate(categories):
+        df[f"{target}_{cat}"] = probs[:, j]
+    return df
+
+
+@torch.inference_mode()
+def predict_cohort(loaded: LoadedModel, cohort: Cohort, description: str = "predicting") -> Any:
+    """Complete-bag predictions for every patient; labels are included when the cohort has the model's target."""
+    loaded.check_features(cohort.spec, f"cohort {cohort.slides[cohort.patients[0]][0].path.parent}")
+    loader = bag_loader(cohort, train=False)
+    dev = _device(loaded)
+    probs = np.zeros((len(cohort), len(loaded.categories)), dtype=np.float64)
+    for batch in track(loader, description, total=len(cohort)):
+        coords = None if batch.coords is None else batch.coords.to(dev)
+        out = loaded.model(batch.feats.to(dev), coords, batch.mask.to(dev))
+        probs[batch.index.numpy()] = torch.softmax(out.logits, -1).double().cpu().numpy()
+    truth = None
+    if cohort.labels is not None and cohort.target == loaded.meta.target:
+        truth = [cohort.categories[i] for i in cohort.labels]
+    return predictions_frame(cohort.patients, probs, loaded.categories, loaded.meta.target, truth)

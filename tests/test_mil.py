@@ -1,0 +1,110 @@
+"""Every registered MIL head honours the one interface; tests are parametrised over the registry."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from slidepredict.errors import ConfigError
+from slidepredict.mil import MILHead, create_mil, list_mil, register_mil
+
+D, C = 24, 3
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(3, 12, D, generator=g)
+    coords = torch.randint(0, 20_000, (3, 12, 2), generator=g)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 8:] = False
+    mask[2, 3:] = False
+    return feats, coords, mask
+
+
+def test_registry_lists_the_four_heads() -> None:
+    assert list_mil() == ["attention", "mean", "tile-vote", "transformer"]
+
+
+@pytest.mark.parametrize("name", list_mil())
+def test_output_shapes_attention_and_padding(name: str) -> None:
+    torch.manual_seed(0)
+    head = create_mil(name, D, C).eval()
+    feats, coords, mask = _batch()
+    out = head(feats, coords, mask)
+    assert out.logits.shape == (3, C)
+    assert out.attention.shape == (3, 12)
+    assert out.tile_scores.shape == (3, 12, C)
+    assert torch.allclose(out.attention.sum(1), torch.ones(3), atol=1e-5)
+    assert (out.attention[~mask] == 0).all() and (out.tile_scores[~mask] == 0).all()
+    assert (out.attention[mask] > 0).all()
+    # Padding never changes a bag's result: bag 2 alone (3 tiles) equals bag 2 padded to 12.
+    alone = head(feats[2:, :3], coords[2:, :3], mask[2:, :3])
+    assert torch.allclose(alone.logits, out.logits[2:], atol=1e-5)
+    assert torch.allclose(alone.attention, out.attention[2:, :3], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_mil())
+def test_trains_without_coords_and_gradients_are_finite(name: str) -> None:
+    torch.manual_seed(0)
+    head = create_mil(name, D, C)
+    feats, _, mask = _batch(1)
+    out = head(feats, None, mask)
+    loss = head.loss(out, torch.tensor([0, 1, 2]), mask, torch.tensor([1.0, 2.0, 0.5]))
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    grads = {n: p.grad for n, p in head.named_parameters() if p.grad is not None}
+    assert "classifier.weight" in grads or "tiles.1.weight" in grads
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert head.hparams and all(isinstance(v, (int, float, str)) for v in head.hparams.values())
+
+
+@pytest.mark.parametrize("name", ["attention", "mean"])
+def test_patient_logits_decompose_into_tile_scores(name: str) -> None:
+    """Linear classifiers after pooling: logits = sum_i attention_i * tile_scores_i (what heatmaps rely on)."""
+    head = create_mil(name, D, C).eval()
+    feats, coords, mask = _batch(2)
+    out = head(feats, coords, mask)
+    assert torch.allclose(torch.einsum("bn,bnc->bc", out.attention, out.tile_scores), out.logits, atol=1e-5)
+
+
+def test_tile_vote_patient_probability_is_mean_tile_probability() -> None:
+    head = create_mil("tile-vote", D, C).eval()
+    feats, coords, mask = _batch(3)
+    out = head(feats, coords, mask)
+    tile_p = torch.softmax(out.tile_scores, -1)
+    expected = torch.stack([tile_p[b][mask[b]].mean(0) for b in range(3)])
+    assert torch.allclose(torch.softmax(out.logits, -1), expected, atol=1e-5)
+
+
+def test_transformer_uses_coordinates() -> None:
+    torch.manual_seed(0)
+    head = create_mil("transformer", D, C).eval()
+    feats, coords, mask = _batch(4)
+    moved = coords.clone()
+    moved[..., 0] = coords[..., 0].flip(1)
+    assert not torch.allclose(head(feats, coords, mask).logits, head(feats, moved, mask).logits)
+
+
+def test_unknown_model_and_option_are_config_errors() -> None:
+    with pytest.raises(ConfigError) as e:
+        create_mil("clam", D, C)
+    assert str(e.value) == "unknown MIL model 'clam'; available: attention, mean, tile-vote, transformer"
+    with pytest.raises(ConfigError) as e:
+        create_mil("attention", D, C, hiden=64)
+    assert str(e.value) == "MIL model 'attention' has no option 'hiden'; options: hidden, attention_dim, dropout"
+
+
+def test_registering_a_name_twice_warns(caplog: pytest.LogCaptureFixture) -> None:
+    import slidepredict.mil._registry as reg
+
+    original = reg._REGISTRY["mean"]
+    try:
+        with caplog.at_level(logging.WARNING):
+            @register_mil("mean")
+            class OtherMean(MILHead):
+                pass
+        assert "MIL head 'mean' registered twice" in caplog.text
+    finally:
+        reg._REGISTRY["mean"] = original
