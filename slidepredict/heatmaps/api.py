@@ -1,0 +1,238 @@
+"""Heatmaps for a folder of slides: per-slide output folders that appear complete or not at all.
+
+Each slide is drawn into a hidden ``.<slide>.partial-<pid>`` folder that is renamed to
+``<out>/<slide>/`` only when every file is written, so a crash or a bad slide never leaves half
+a result; ``heatmaps.json`` records the settings and inputs, so reruns skip finished slides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slidepredict import batch
+from slidepredict.errors import MPPError, SlidePredictError
+from slidepredict.h5io import read_features
+from slidepredict.heatmaps.overlay import map_scale, write_overlays
+from slidepredict.heatmaps.qupath import score_stack, write_geojson, write_ome_tiff
+from slidepredict.heatmaps.scores import check_same_slide, score_slide
+from slidepredict.heatmaps.tiles import contact_sheet, extract_tiles
+from slidepredict.slide import Slide, find_slides, open_slide, slide_stem
+from slidepredict.training.predict import LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+
+SCORES_FILE = "tile-scores.csv"
+DONE_FILE = "heatmaps.json"  # written last: its presence and content mark a finished slide
+
+
+@dataclass
+class HeatmapParams:
+    """How much to draw; every size is bounded so cost does not grow with the slide."""
+
+    topk: int = 8
+    thumb_px: int = 2048  # long side of the overlay thumbnail
+    map_px: int = 4096  # long side of the OME-TIFF score map
+    tile_px: int | None = None  # saved tile images (default: the feature file's tile_size_px)
+    mpp: float | None = None  # for slides whose files lack it (else the feature file's MPP is used)
+
+    def validate(self) -> None:
+        if self.topk < 0:
+            raise SlidePredictError(f"--topk must be 0 or more, got {self.topk}")
+        for name in ("thumb_px", "map_px"):
+            if getattr(self, name) < 64:
+                raise SlidePredictError(f"{name} must be at least 64, got {getattr(self, name)}")
+        if self.tile_px is not None and self.tile_px < 8:
+            raise SlidePredictError(f"tile_px must be at least 8, got {self.tile_px}")
+
+
+@dataclass
+class HeatmapRun:
+    """Per-slide output folders (finished or already complete) and the batch outcome."""
+
+    folders: list[Path] = field(default_factory=list)
+    result: batch.BatchResult = field(default_factory=batch.BatchResult)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def select_slides(slides_dir: Path, features_dir: Path, names: Sequence[str] | None) -> list[tuple[Path, Path]]:
+    """(slide, feature file) pairs; named slides must exist and have features, others without are reported."""
+    if not Path(features_dir).is_dir():
+        raise SlidePredictError(f"features folder not found: {features_dir}; run `slidepredict extract` first")
+    slides = find_slides([slides_dir], required=True)
+    by_stem = {slide_stem(p): p for p in slides}
+    pairs = {stem: (p, Path(features_dir) / f"{stem}.h5") for stem, p in by_stem.items()}
+    if names:
+        wanted = list(dict.fromkeys(slide_stem(n) for n in names))
+        unknown = [n for n in wanted if n not in pairs]
+        if unknown:
+            raise SlidePredictError(
+                f"--slide {unknown[0]}: no such slide in {slides_dir} ({len(pairs)} slides there, e.g. "
+                f"{', '.join(sorted(pairs)[:3])})"
+            )
+        missing = [n for n in wanted if not pairs[n][1].is_file()]
+        if missing:
+            raise SlidePredictError(
+                f"--slide {missing[0]}: no feature file {pairs[missing[0]][1]}; run `slidepredict extract` on it first"
+            )
+        return [pairs[n] for n in wanted]
+    have = [pairs[s] for s in sorted(pairs) if pairs[s][1].is_file()]
+    lacking = sorted(s for s in pairs if not pairs[s][1].is_file())
+    if lacking:
+        log.warning("%d slides have no feature file in %s and are left out (%s%s)", len(lacking), features_dir,
+                    ", ".join(lacking[:5]), ", ..." if len(lacking) > 5 else "")
+    if not have:
+        raise SlidePredictError(
+            f"none of the {len(pairs)} slides in {slides_dir} has a feature file in {features_dir} "
+            "(expected <slide>.h5); run `slidepredict extract` first"
+        )
+    return have
+
+
+def _open(slide_path: Path, params: HeatmapParams, attrs: dict[str, Any]) -> Slide:
+    """The slide with its own MPP, else --mpp, else the MPP the features were extracted at."""
+    try:
+        return open_slide(slide_path, mpp=params.mpp)
+    except MPPError:
+        if attrs.get("mpp") in (None, "none"):
+            raise
+        return open_slide(slide_path, mpp=float(attrs["mpp"]))
+
+
+def _fingerprint(model_sha: str, features: Path, params: HeatmapParams) -> dict[str, Any]:
+    st = features.stat()
+    return {"model_sha256": model_sha, "features": str(features.resolve()), "features_size": st.st_size,
+            "features_mtime_ns": st.st_mtime_ns, "params": {k: v for k, v in vars(params).items() if k != "mpp"}}
+
+
+def _is_done(folder: Path, fingerprint: dict[str, Any]) -> bool:
+    try:
+        return json.loads((folder / DONE_FILE).read_text()).get("inputs") == fingerprint
+    except (OSError, ValueError):
+        return False
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Swap the finished folder in; an older result is removed only once the new one is in place."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folder: Path, stem: str,
+               params: HeatmapParams) -> dict[str, Any]:
+    """Every output file of one slide into ``folder``; returns the summary stored in ``heatmaps.json``."""
+    bag = read_features(features_path)
+    with _open(slide_path, params, bag.attrs) as slide:
+        check_same_slide(bag.attrs, slide.dimensions, str(features_path), slide_path.name)
+        scores = score_slide(loaded, bag, float(slide.mpp))
+        bag = None  # type: ignore[assignment]  # features are no longer needed; free them before drawing
+        scores.frame().to_csv(folder / SCORES_FILE, index=False, float_format="%.6g")
+        write_geojson(scores, folder / f"{stem}.geojson", stem)
+        thumb, thumb_scale = slide.thumbnail(params.thumb_px)
+        write_overlays(thumb, thumb_scale, scores, folder, stem)
+        del thumb
+        if params.topk > 0:
+            tile_px = params.tile_px or int(loaded.meta.spec.tile_size_px or 224)
+            picked = extract_tiles(slide, scores, folder, params.topk, tile_px)
+            title = f"{stem}: top and bottom {params.topk} tiles per class (tile score)"
+            contact_sheet(picked, folder / f"{stem}_tiles.png", title)
+        scale = map_scale(slide.dimensions, scores.size0, params.map_px)
+        stack, names = score_stack(scores, slide.dimensions, scale)
+        write_ome_tiff(stack, names, folder / f"{stem}_probability.ome.tif", float(slide.mpp) * scale)
+        return {"slide": str(slide_path), "mpp": float(slide.mpp), "n_tiles": int(len(scores.coords)),
+                "target": scores.target, "prediction": scores.prediction,
+                "probabilities": dict(zip(scores.categories, map(float, scores.probs))),
+                "map_downsample": scale}
+
+
+def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, out_dir: Path,
+                  params: HeatmapParams, model_sha: str) -> str:
+    """One slide into ``<out_dir>/<stem>/``; returns batch.DONE or batch.SKIPPED (finished with the same inputs)."""
+    stem = slide_stem(slide_path)
+    final = out_dir / stem
+    fingerprint = _fingerprint(model_sha, features_path, params)
+    if _is_done(final, fingerprint):
+        return batch.SKIPPED
+    for stale in out_dir.glob(f".{stem}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out_dir / f".{stem}.partial-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        summary = draw_slide(loaded, slide_path, features_path, tmp, stem, params)
+        (tmp / DONE_FILE).write_text(json.dumps({**summary, "inputs": fingerprint}, indent=1))
+        _publish(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    return batch.DONE
+
+
+def run_heatmaps(
+    model: str | os.PathLike[str] | LoadedModel,
+    slides_dir: str | os.PathLike[str],
+    features_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    slides: Sequence[str] | None = None,
+    params: HeatmapParams | None = None,
+    max_slides: int | None = None,
+    device: str = "cpu",
+) -> HeatmapRun:
+    """Like :func:`heatmaps`, but also returns the batch outcome (failures, exit code) for the CLI."""
+    params = params or HeatmapParams()
+    params.validate()
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    model_sha = _sha256(loaded.path)
+    pairs = select_slides(Path(slides_dir), Path(features_dir), slides)
+    if max_slides is not None and not slides:
+        pairs = pairs[:max_slides]
+    out = batch.check_writable(out_dir)
+    features_of = dict(pairs)
+    run = HeatmapRun()
+    run.result = batch.run_per_slide(
+        [p for p, _ in pairs],
+        lambda p: heatmap_slide(loaded, p, features_of[p], out, params, model_sha),
+        f"Heatmaps ({loaded.meta.target})",
+    )
+    finished = set(run.result.done) | set(run.result.skipped)
+    run.folders = [out / slide_stem(p) for p, _ in pairs if p in finished]
+    return run
+
+
+def heatmaps(
+    model: str | os.PathLike[str] | LoadedModel,
+    slides_dir: str | os.PathLike[str],
+    features_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    slides: Sequence[str] | None = None,
+    topk: int = 8,
+    *,
+    mpp: float | None = None,
+    thumb_px: int = 2048,
+    map_px: int = 4096,
+    max_slides: int | None = None,
+    device: str = "cpu",
+) -> list[Path]:
+    """Draw heatmaps, top tiles and QuPath files for every slide with features; returns the per-slide folders.
+
+    A slide that fails is logged in one line and left out of the list; the others go on.
+    """
+    params = HeatmapParams(topk=topk, thumb_px=thumb_px, map_px=map_px, mpp=mpp)
+    return run_heatmaps(model, slides_dir, features_dir, out_dir, slides, params, max_slides, device).folders
