@@ -294,10 +294,14 @@ def _sorted_categories(values: Sequence[str]) -> list[str]:
 
 
 def _slide_files(slide_table: Path | None, index: dict[str, list[Path]], patient_col: str,
-                 filename_col: str, drops: DropReport) -> dict[str, list[Path]]:
-    """patient -> feature files; without a slide table each feature file is its own patient."""
+                 filename_col: str, drops: DropReport) -> tuple[dict[str, list[Path]], set[str]]:
+    """patient -> feature files, and every patient the slide table names (with features or not).
+
+    Without a slide table each feature file is its own patient.
+    """
     if slide_table is None:
-        return {key: [_match_slide(key, index)] for key in sorted(index)}  # type: ignore[list-item]
+        out = {key: [_match_slide(key, index)] for key in sorted(index)}
+        return out, set(out)  # type: ignore[return-value]
     st = read_table(slide_table)
     _require_columns(st, [patient_col, filename_col], slide_table, "slide table")
     incomplete = st[st[patient_col].isna() | st[filename_col].isna()]
@@ -322,11 +326,11 @@ def _slide_files(slide_table: Path | None, index: dict[str, list[Path]], patient
     drops.add("slides without a feature file", missing)
     drops.add("feature files not in the slide table", [k for k, ps in index.items() if not set(ps) & used])
     drops.add("patients in the slide table with no feature file at all", sorted(set(st[patient_col]) - set(out)))
-    return out
+    return out, set(st[patient_col])
 
 
 def _labels(clini_table: Path, target: str | None, patient_col: str, categories: Sequence[str] | None,
-            have: set[str], drops: DropReport) -> tuple[dict[str, str | None], list[str]]:
+            have: set[str], listed: set[str], drops: DropReport) -> tuple[dict[str, str | None], list[str]]:
     """patient -> label (None without a target) for patients that have features and a valid label."""
     ct = read_table(clini_table)
     _require_columns(ct, [patient_col], clini_table, "patient")
@@ -346,7 +350,7 @@ def _labels(clini_table: Path, target: str | None, patient_col: str, categories:
                 f"({n} patient{'s' if n > 1 else ''} affected); fix or remove the duplicate rows"
             )
         rows.update(zip(labelled[patient_col], labelled[target]))
-    drops.add("patients in the clinical table without slides with features", sorted(set(rows) - have))
+    drops.add("patients in the clinical table but not in the slide table", sorted(set(rows) - listed))
     drops.add("patients with features but not in the clinical table", sorted(have - set(rows)))
     rows = {p: v for p, v in rows.items() if p in have}
     if target is None:
@@ -382,11 +386,11 @@ def build_cohort(
     index = index_feature_files(features_dir)
     if not index:
         raise CohortError(f"no .h5 feature files in {features_dir}; run `slidepredict extract` first")
-    files = _slide_files(None if slide_table is None else Path(slide_table), index, patient_col, filename_col, drops)
+    files, listed = _slide_files(None if slide_table is None else Path(slide_table), index, patient_col, filename_col, drops)
     labels: dict[str, str | None] = dict.fromkeys(files)
     cats: list[str] = []
     if clini_table is not None:
-        labels, cats = _labels(Path(clini_table), target, patient_col, categories, set(files), drops)
+        labels, cats = _labels(Path(clini_table), target, patient_col, categories, set(files), listed, drops)
     patients = sorted(labels)
     if not patients:
         raise CohortError(
