@@ -50,32 +50,47 @@ def gather(index: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
+def blend(thumb: np.ndarray, value_map: np.ndarray, cmap: str) -> np.ndarray:
+    """Colour-mapped scores alpha-blended onto the thumbnail where tiles lie; elsewhere the thumbnail as is.
+
+    Blending here (rather than stacking two images in matplotlib) means one image to resample and encode.
+    """
+    from matplotlib import colormaps
+
+    covered = ~np.isnan(value_map)
+    out = thumb.copy()
+    colours = colormaps[cmap](np.clip(value_map[covered], 0.0, 1.0), bytes=True)[:, :3].astype(np.float32)
+    out[covered] = np.round(thumb[covered] * (1.0 - ALPHA) + colours * ALPHA).astype(np.uint8)
+    return out
+
+
 def draw_overlay(
     thumb: np.ndarray, value_map: np.ndarray, path: Path, title: str, label: str, cmap: str
 ) -> Path:
     """Thumbnail with the score map on top, a 0..1 colour bar and a two-line title, as a PNG.
 
-    The figure's DPI is chosen so the thumbnail is drawn at about its native size: no
-    resampling blur, and text stays legible at any thumbnail size.
+    The figure's DPI is chosen so the thumbnail is drawn at its native size: no resampling
+    blur, and text stays legible at any thumbnail size.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     h, w = thumb.shape[:2]
-    long_in = 9.0
-    dpi = max(60.0, max(h, w) / long_in)
-    fig = Figure(figsize=(w / dpi + 1.6, h / dpi + 1.0), dpi=dpi, layout="constrained")
+    dpi = max(60.0, max(h, w) / 9.0)  # the long side spans 9 inches
+    top, right = 0.65, 1.3  # inches for the title and the colour bar
+    fig = Figure(figsize=(w / dpi + right, h / dpi + top), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.imshow(thumb, interpolation="nearest")
-    masked = np.ma.masked_invalid(value_map)
-    im = ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=1.0, alpha=ALPHA, interpolation="nearest")
+    fw, fh = fig.get_size_inches()
+    ax = fig.add_axes((0.0, 0.0, (w / dpi) / fw, (h / dpi) / fh))
+    ax.imshow(blend(thumb, value_map, cmap), interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(title, fontsize=12)
-    bar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
-    bar.solids.set_alpha(1.0)  # the bar shows the colours themselves, not blended with white
+    fig.suptitle(title, fontsize=12, x=(w / dpi) / fw / 2, y=1 - 0.08 / fh, va="top")
+    cax = fig.add_axes(((w / dpi + 0.25) / fw, 0.05, 0.2 / fw, (h / dpi) / fh - 0.1))
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), cax=cax)
     bar.set_label(label, fontsize=11)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
     return path
 
 

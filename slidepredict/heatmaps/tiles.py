@@ -84,5 +84,5 @@ def contact_sheet(picked: list[PickedTile], path: Path, title: str) -> Path:
                 continue
             ax.imshow(tiles[c].image)
             ax.set_title(f"{tiles[c].score:.3f}", fontsize=8)
-    fig.savefig(path)
+    fig.savefig(path, pil_kwargs={"compress_level": 1})
     return path
