@@ -1,0 +1,268 @@
+"""Heatmaps: output contract (CSV, GeoJSON for QuPath, OME-TIFF, overlays, top tiles), reruns, bad inputs, end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from slidepredict.cli import app
+from slidepredict.cohort import FeatureSpec
+from slidepredict.errors import SlidePredictError
+from slidepredict.h5io import read_features, write_h5_atomic
+from slidepredict.heatmaps import HeatmapParams, heatmaps, rank_normalise, run_heatmaps
+from slidepredict.heatmaps.overlay import map_scale, safe_name, tile_index_map
+from slidepredict.heatmaps.qupath import score_stack, write_ome_tiff
+from slidepredict.heatmaps.scores import TileScores
+from slidepredict.mil import create_mil
+from slidepredict.synthetic import make_slide
+from slidepredict.training import ModelMeta, save_checkpoint
+
+runner = CliRunner()
+DIM, CATS, TILE0, MPP = 12, ["MSS", "MSI-H"], 128, 0.5
+SPEC = FeatureSpec(encoder="fake-encoder", encoder_hash="h0", dim=DIM, tile_size_um=TILE0 * MPP, tile_size_px=64)
+
+
+def _features(path: Path, width: int, height: int, seed: int, **attrs: object) -> np.ndarray:
+    """A feature file on the gap-free tile grid (every tile a tissue tile), with our h5 attrs."""
+    xs, ys = np.meshgrid(np.arange(0, width, TILE0), np.arange(0, height, TILE0))
+    coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.int64)
+    feats = np.random.default_rng(seed).normal(size=(len(coords), DIM)).astype(np.float32)
+    base = {"encoder": SPEC.encoder, "encoder_hash": SPEC.encoder_hash, "tile_size_um": SPEC.tile_size_um,
+            "tile_size_px": SPEC.tile_size_px, "tile_size_level0": TILE0, "mpp": MPP,
+            "slide_width": width, "slide_height": height}
+    write_h5_atomic(path, {"features": feats, "coords": coords}, {**base, **attrs})
+    return coords
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small synthetic slides with features, one random-init attention model."""
+    root = tmp_path_factory.mktemp("hm")
+    for i, (w, h) in enumerate([(768, 512), (512, 640)]):
+        make_slide(root / "slides" / f"S{i}.tif", seed=i, width=w, height=h, mpp=MPP, signal=True)
+        _features(root / "features" / f"S{i}.h5", w, h, seed=i)
+    head = create_mil("attention", DIM, len(CATS))
+    meta = ModelMeta(model="attention", model_hparams=dict(head.hparams), target="MSI", categories=CATS,
+                     features=SPEC.to_dict(), train_patients=["p1", "p2"])
+    save_checkpoint(root / "model.ckpt", head.state_dict(), meta, {})
+    out = root / "out"
+    folders = heatmaps(root / "model.ckpt", root / "slides", root / "features", out, topk=3, thumb_px=512)
+    return {"root": root, "out": out, "model": root / "model.ckpt", "folders": folders}  # type: ignore[dict-item]
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+def test_one_complete_folder_per_slide(setup: dict) -> None:
+    out = setup["out"]
+    assert setup["folders"] == [out / "S0", out / "S1"]
+    files = _files(out / "S0")
+    expected = {"tile-scores.csv", "S0.geojson", "S0_heatmap_MSS.png", "S0_heatmap_MSI-H.png", "S0_heatmap_attention.png",
+                "S0_tiles.png", "S0_probability.ome.tif", "heatmaps.json"}
+    assert expected <= files
+    tiles = sorted(f for f in files if f.startswith("tiles/"))
+    assert len(tiles) == 2 * 3 * len(CATS) and all(f.endswith(".jpg") for f in tiles)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial folders left
+    with Image.open(next((out / "S0" / "tiles").glob("MSS_top_01_x*_y*.jpg"))) as im:
+        assert im.size == (64, 64)  # the feature file's tile_size_px
+    summary = json.loads((out / "S0" / "heatmaps.json").read_text())
+    assert summary["n_tiles"] == 24 and summary["prediction"] in CATS and summary["target"] == "MSI"
+
+
+def test_tile_scores_csv_matches_coords(setup: dict) -> None:
+    df = pd.read_csv(setup["out"] / "S0" / "tile-scores.csv")
+    assert list(df.columns) == ["x", "y", "width", "height", "attention", "attention_raw", *CATS]
+    coords = read_features(setup["root"] / "features" / "S0.h5").coords
+    assert (df[["x", "y"]].to_numpy() == coords).all()
+    assert (df["width"] == TILE0).all() and (df["height"] == TILE0).all()
+    assert df["attention"].max() == pytest.approx(1.0) and (df["attention"] > 0).all()
+    assert df["attention_raw"].sum() == pytest.approx(1.0, abs=1e-4)
+    assert np.allclose(df[CATS].sum(axis=1), 1.0, atol=1e-4)
+    # rank-normalised attention orders tiles exactly as the raw attention does
+    assert (np.argsort(df["attention"].to_numpy(), kind="stable") == np.argsort(df["attention_raw"].to_numpy(), kind="stable")).all()
+
+
+def test_geojson_is_what_qupath_imports(setup: dict) -> None:
+    """QuPath 0.4/0.5: FeatureCollection, closed Polygon ring, objectType, classification {name, color}, measurements map."""
+    geo = json.loads((setup["out"] / "S1" / "S1.geojson").read_text())
+    df = pd.read_csv(setup["out"] / "S1" / "tile-scores.csv")
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == len(df)
+    ids = set()
+    for feat, (_, row) in zip(geo["features"], df.iterrows()):
+        assert feat["type"] == "Feature" and feat["geometry"]["type"] == "Polygon"
+        ring = feat["geometry"]["coordinates"][0]
+        x, y, s = int(row["x"]), int(row["y"]), int(row["width"])
+        assert ring == [[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]
+        props = feat["properties"]
+        assert props["objectType"] == "detection"
+        assert props["classification"]["name"] == CATS[int(np.argmax(row[CATS].to_numpy()))]
+        colour = props["classification"]["color"]
+        assert len(colour) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in colour)
+        meas = props["measurements"]
+        assert isinstance(meas, dict) and list(meas) == ["attention", "attention_raw", *CATS]
+        assert all(isinstance(v, float) for v in meas.values())
+        assert meas["attention"] == pytest.approx(row["attention"], abs=1e-5)
+        ids.add(str(uuid.UUID(feat["id"])))
+    assert len(ids) == len(df)
+
+
+def test_ome_tiff_is_aligned_with_the_slide(setup: dict) -> None:
+    path = setup["out"] / "S1" / "S1_probability.ome.tif"
+    df = pd.read_csv(setup["out"] / "S1" / "tile-scores.csv")
+    scale = map_scale((512, 640), TILE0, 4096)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome
+        series = tif.series[0]
+        assert series.axes == "CYX" and series.shape == (len(CATS) + 1, 640 // scale, 512 // scale)
+        data = series.asarray()
+        xml = tif.ome_metadata
+    assert f'PhysicalSizeX="{MPP * scale}"' in xml and "MSI-H" in xml and "attention" in xml
+    h, w = data.shape[1:]
+    assert w / h == pytest.approx(512 / 640, rel=0.02)
+    r = df.iloc[5]
+    cy, cx = int((r["y"] + TILE0 / 2) // scale), int((r["x"] + TILE0 / 2) // scale)
+    assert data[1, cy, cx] == pytest.approx(r["MSI-H"], abs=1e-5) and data[2, cy, cx] == pytest.approx(r["attention"], abs=1e-5)
+
+
+def test_ome_tiff_pyramid_levels(tmp_path: Path) -> None:
+    coords = np.array([[0, 0], [200, 100], [900, 700]], dtype=np.int64)
+    scores = TileScores(coords=coords, size0=100, attention=np.array([1 / 3, 2 / 3, 1.0]), attention_raw=np.full(3, 1 / 3),
+                        class_scores=np.array([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]]), categories=["a", "b"], target="T",
+                        probs=np.array([0.4, 0.6]))
+    stack, names = score_stack(scores, (1000, 800), 1)
+    assert names == ["a", "b", "attention"] and stack.shape == (3, 800, 1000)
+    assert np.isnan(stack[:, 50, 150]).all() and stack[0, 150, 250] == pytest.approx(0.5)
+    write_ome_tiff(stack, names, tmp_path / "m.ome.tif", 0.5)
+    with tifffile.TiffFile(tmp_path / "m.ome.tif") as tif:
+        levels = tif.series[0].levels
+        assert [lv.shape for lv in levels] == [(3, 800, 1000), (3, 400, 500), (3, 200, 250)]
+        low = levels[1].asarray()
+    assert low[0, 0, 0] == pytest.approx(0.2) and np.isnan(low[0, 0, 60])
+
+
+def test_overlay_is_tissue_only_and_readable(setup: dict) -> None:
+    with Image.open(setup["out"] / "S0" / "S0_heatmap_MSI-H.png") as im:
+        assert im.width > 512 and im.height > 300  # thumbnail at native size plus title and colour bar
+    index = tile_index_map(np.array([[0, 0], [128, 0]]), 128, 64.0, (4, 6))
+    assert index.tolist() == [[0, 0, 1, 1, -1, -1]] * 2 + [[-1] * 6] * 2
+
+
+def test_rank_normalise_and_names() -> None:
+    assert rank_normalise(np.array([0.1, 0.5, 0.5, 0.2])).tolist() == [0.25, 0.875, 0.875, 0.5]
+    assert rank_normalise(np.array([])).size == 0
+    assert safe_name("wt/mut") == "wt_mut" and safe_name("MSI-H") == "MSI-H"
+
+
+def test_rerun_skips_and_new_settings_redo(setup: dict) -> None:
+    out, root = setup["out"], setup["root"]
+    csv = out / "S0" / "tile-scores.csv"
+    before = csv.stat().st_mtime_ns
+    run = run_heatmaps(setup["model"], root / "slides", root / "features", out, slides=["S0"],
+                       params=HeatmapParams(topk=3, thumb_px=512))
+    assert run.result.skipped == [root / "slides" / "S0.tif"] and csv.stat().st_mtime_ns == before
+    other = root / "out-topk1"
+    run = run_heatmaps(setup["model"], root / "slides", root / "features", other, slides=["S0.tif"],
+                       params=HeatmapParams(topk=1, thumb_px=256))
+    assert run.folders == [other / "S0"] and len(list((other / "S0" / "tiles").iterdir())) == 2 * len(CATS)
+
+
+def test_cli_runs_and_reports(setup: dict, tmp_path: Path) -> None:
+    root = setup["root"]
+    res = runner.invoke(app, ["heatmaps", "--model", str(setup["model"]), "--slides", str(root / "slides"),
+                              "--features", str(root / "features"), "--out", str(tmp_path), "--slide", "S1",
+                              "--topk", "0", "--thumb-px", "256"])
+    assert res.exit_code == 0, res.output
+    assert "1 done, 0 already complete, 0 failed" in res.output
+    assert not (tmp_path / "S1" / "tiles").exists() and (tmp_path / "S1" / "S1.geojson").is_file()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--slide": "NOPE"}, r"--slide NOPE: no such slide in \S+slides \(2 slides there, e\.g\. S0, S1\)"),
+        ({"--topk": "-1"}, r"--topk must be 0 or more, got -1"),
+        ({"--features": "{tmp}/none"}, r"features folder not found: \S+/none; run `slidepredict extract` first"),
+        ({"--model": "{tmp}/none.ckpt"}, r"model checkpoint not found: \S+/none\.ckpt"),
+    ],
+)
+def test_bad_options_are_one_line_errors(setup: dict, tmp_path: Path, change: dict[str, str], message: str) -> None:
+    root = setup["root"]
+    opts = {"--model": str(setup["model"]), "--slides": str(root / "slides"), "--features": str(root / "features"),
+            "--out": str(tmp_path / "o")}
+    opts.update({k: v.format(tmp=tmp_path) for k, v in change.items()})
+    res = runner.invoke(app, ["heatmaps", *[a for kv in opts.items() for a in kv]])
+    assert res.exit_code == 2
+    assert re.fullmatch(f"Error: {message}", " ".join(res.output.split())), res.output
+    assert _files(tmp_path / "o") == set()
+
+
+def test_a_bad_slide_fails_alone_and_leaves_nothing(setup: dict, tmp_path: Path) -> None:
+    """Wrong encoder on one slide, features of another slide size on a second: both one line, the third is drawn."""
+    root = tmp_path
+    shutil.copytree(setup["root"] / "slides", root / "slides")
+    shutil.copytree(setup["root"] / "features", root / "features")
+    shutil.copy(root / "slides" / "S0.tif", root / "slides" / "S2.tif")
+    _features(root / "features" / "S2.h5", 768, 512, seed=2, encoder="other-encoder")
+    _features(root / "features" / "S1.h5", 700, 500, seed=1)
+    (root / "slides" / "S3.tif").write_bytes((root / "slides" / "S0.tif").read_bytes())  # no features: reported
+    run = run_heatmaps(setup["model"], root / "slides", root / "features", root / "out", params=HeatmapParams(topk=1, thumb_px=256))
+    assert run.folders == [root / "out" / "S0"] and run.result.exit_code == 1
+    reasons = dict((p.name, r) for p, r in run.result.failed)
+    assert reasons["S1.tif"] == (
+        f"{root / 'features' / 'S1.h5'} was extracted from a 700 x 500 px slide but S1.tif is 512 x 640 px; "
+        "point --features at this slide's feature files"
+    )
+    assert "come from encoder 'other-encoder' (hash h0) but model model.ckpt was trained on 'fake-encoder'" in reasons["S2.tif"]
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["S0"]
+
+
+def test_no_slide_has_features(setup: dict, tmp_path: Path) -> None:
+    (tmp_path / "features").mkdir()
+    with pytest.raises(SlidePredictError, match=r"^none of the 2 slides in .* has a feature file in .*features "
+                                                r"\(expected <slide>\.h5\); run `slidepredict extract` first$"):
+        heatmaps(setup["model"], setup["root"] / "slides", tmp_path / "features", tmp_path / "out")
+    shutil.copy(setup["root"] / "features" / "S0.h5", tmp_path / "features" / "S0.h5")
+    with pytest.raises(SlidePredictError, match=r"^--slide S1: no feature file .*S1\.h5; run `slidepredict extract` on it first$"):
+        heatmaps(setup["model"], setup["root"] / "slides", tmp_path / "features", tmp_path / "out", slides=["S1"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_end_to_end_positive_score_finds_the_planted_region(tmp_path: Path) -> None:
+    """generate -> tile -> extract (stain-texture) -> train -> heatmaps: MSI tile scores rank planted tiles first."""
+    from sklearn.metrics import roc_auc_score
+
+    from slidepredict.cohort import build_cohort
+    from slidepredict.features import ExtractParams, extract
+    from slidepredict.synthetic import make_cohort
+    from slidepredict.tiling import TilingParams
+    from slidepredict.training import TrainConfig, train_final
+
+    cohort = make_cohort(tmp_path / "cohort", n_patients=10, seed=1, width=1536, height=1152, signal_fraction=0.2)
+    result = extract([cohort.slides_dir], tmp_path / "features", "stain-texture", coords_dir=tmp_path / "coords",
+                     tiling=TilingParams(tile_um=64, tile_px=96), params=ExtractParams(workers=0, batch_size=128))
+    assert result.exit_code == 0
+    train = build_cohort(tmp_path / "features", cohort.slide_table, cohort.clini_table, target=cohort.target)
+    ckpt = train_final(train, tmp_path / "model", TrainConfig(epochs=25, patience=25, bag_size=256, batch_size=4, lr=1e-3))
+    positive = [s for slides in cohort.slides.values() for s in slides if s.has_signal]
+    folders = heatmaps(ckpt, cohort.slides_dir, tmp_path / "features", tmp_path / "heatmaps",
+                       slides=[s.path.stem for s in positive], topk=2, thumb_px=384)
+    assert len(folders) == len(positive) >= 3
+    truth, score = [], []
+    for slide, folder in zip(positive, folders):
+        df = pd.read_csv(folder / "tile-scores.csv")
+        truth.append(slide.in_signal(df[["x", "y"]].to_numpy(), int(df["width"].iloc[0])))
+        score.append(df[cohort.classes[1]].to_numpy())
+    auroc = roc_auc_score(np.concatenate(truth), np.concatenate(score))
+    assert auroc >= 0.9, auroc
