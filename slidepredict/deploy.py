@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from slidepredict.cohort import Cohort, build_cohort
-from slidepredict.errors import SlidePredictError
+from slidepredict.errors import ConfigError, SlidePredictError
 from slidepredict.training.checkpoint import CheckpointError
 from slidepredict.training.crossval import MODEL_FILE, PREDS_FILE, write_atomic
 from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
@@ -177,13 +177,14 @@ def ensemble_frame(frames: Sequence[Any], members: Sequence[Member], cohort: Coh
     return df
 
 
-def _run_stats(preds: Path, out_dir: Path, n_bootstrap: int, seed: int) -> tuple[dict[str, Any] | None, str | None]:
+def _run_stats(preds: Path, out_dir: Path, n_bootstrap: int, seed: int,
+               positive: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """Statistics of the ensembled predictions; a cohort they cannot be computed for keeps its predictions."""
     from slidepredict.stats import compute_stats
     from slidepredict.stats.tables import PredictionsError
 
     try:
-        result = compute_stats([preds], out_dir, n_bootstrap=n_bootstrap, seed=seed)
+        result = compute_stats([preds], out_dir, n_bootstrap=n_bootstrap, seed=seed, positive=positive)
     except PredictionsError as exc:
         log.warning("statistics skipped: %s", exc)
         return None, str(exc)
@@ -202,15 +203,20 @@ def deploy(
     device: str = "cpu",
     n_bootstrap: int = 1000,
     seed: int = 0,
+    positive: str | None = None,
 ) -> DeployResult:
     """Predict every patient with each model and their mean; statistics follow when labels are known.
 
     ``target`` names the clinical-table column with the true labels (default: the models' target).
     Without a clinical table every patient of the slide table (or every feature file) is predicted.
+    ``positive`` is the class statistics headline for a binary target (default: the rarer class).
     """
     from slidepredict.batch import check_writable
 
     members = load_members(models, device)
+    categories = members[0].loaded.meta.categories
+    if positive is not None and positive not in categories:
+        raise ConfigError(f"--positive '{positive}' is not a class of the model (classes: {', '.join(categories)})")
     cohort = load_deploy_cohort(members, features_dir, clini, slide_table, target, patient_col, filename_col)
     overlap = training_overlap(members, cohort)
     frames = []
@@ -226,7 +232,7 @@ def deploy(
     headline, skipped = None, None
     stats_dir = out / STATS_DIR if cohort.labels is not None else None
     if stats_dir is not None:
-        headline, skipped = _run_stats(preds, stats_dir, n_bootstrap, seed)
+        headline, skipped = _run_stats(preds, stats_dir, n_bootstrap, seed, positive)
     result = DeployResult(
         out_dir=out, preds=preds, member_preds=member_preds, summary=out / SUMMARY_FILE, n_patients=len(cohort),
         overlap=overlap, stats_dir=stats_dir if headline else None, headline=headline, stats_skipped=skipped,

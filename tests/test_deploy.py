@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from fakecohort import make_feature_cohort
 from slidepredict.cohort import build_cohort
 from slidepredict.deploy import EnsembleError, deploy, expand_models, member_names
-from slidepredict.errors import CohortError, FeatureFileError
+from slidepredict.errors import CohortError, ConfigError, FeatureFileError
 from slidepredict.training import CheckpointError, TrainConfig, crossval, load_checkpoint, load_model, predict_cohort
 from slidepredict.training.checkpoint import save_checkpoint
 
@@ -217,4 +217,14 @@ def test_cli_prints_headline_and_one_line_errors(cv: Path, external, tmp_path: P
                               "--out", str(tmp_path / "o2")])
     assert bad.exit_code == 2
     assert f"Error: model checkpoint not found: {tmp_path / 'nope.ckpt'}" in bad.output
+    assert not (tmp_path / "o2").exists()
+
+
+def test_positive_class_for_the_headline(cv: Path, external, tmp_path: Path) -> None:
+    clini, slides, feats = external
+    res = deploy([cv], feats, tmp_path / "out", clini=clini, slide_table=slides, n_bootstrap=0, positive="neg")
+    assert res.headline is not None and res.headline["class"] == "neg"
+    with pytest.raises(ConfigError) as err:
+        deploy([cv], feats, tmp_path / "o2", clini=clini, slide_table=slides, positive="MSI")
+    assert str(err.value) == "--positive 'MSI' is not a class of the model (classes: neg, pos)"
     assert not (tmp_path / "o2").exists()

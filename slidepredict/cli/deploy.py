@@ -31,6 +31,9 @@ def deploy(
     device: str = typer.Option("cpu", help="cpu | cuda."),
     n_bootstrap: int = typer.Option(1000, help="Patient-level bootstrap resamples for the statistics' CIs."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    positive: str | None = typer.Option(
+        None, help="Class the statistics headline for binary targets (default: the rarer class)."
+    ),
 ) -> None:
     """Predict every patient with each model and their mean (ensemble); statistics follow when labels are given."""
     from slidepredict.deploy import deploy as run_deploy
@@ -40,6 +43,7 @@ def deploy(
         result = run_deploy(
             model, features, out, clini=clini, slide_table=slides_table, target=target, patient_col=patient_col,
             filename_col=filename_col, device=device, n_bootstrap=n_bootstrap, seed=seed,
+            positive=positive,
         )
     except SlidePredictError as exc:
         fail(str(exc))
