@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from slidepredict.cli._app import app, fail
+from slidepredict.cli._app import app, config_option, fail
 
 
 @app.command()
 def deploy(
+    config: Path = config_option(),
     model: list[Path] = typer.Option(
         ..., "--model", "-m",
         help="Checkpoint (.ckpt), or a crossval/train output folder (all its fold models). Repeat to ensemble.",
