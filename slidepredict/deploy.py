@@ -125,9 +125,13 @@ def _spec_text(spec: Any) -> str:
     return f"'{spec.encoder}' (hash {spec.encoder_hash}, {spec.dim} dims, {spec.tile_size_um} um tiles)"
 
 
-def load_members(models: Sequence[str | os.PathLike[str]], device: str = "cpu") -> list[Member]:
+def load_members(models: Sequence[str | os.PathLike[str]], device: str = "auto") -> list[Member]:
+    """Every checkpoint, checked to belong to one ensemble; ``device`` is auto | cpu | cuda."""
+    from slidepredict.features.extraction import resolve_device
+
+    dev = str(resolve_device(device))
     paths = expand_models(models)
-    members = [Member(name, load_model(p, device)) for name, p in zip(member_names(paths), paths)]
+    members = [Member(name, load_model(p, dev)) for name, p in zip(member_names(paths), paths)]
     check_ensemble(members)
     return members
 
@@ -200,7 +204,7 @@ def deploy(
     target: str | None = None,
     patient_col: str = "PATIENT",
     filename_col: str = "FILENAME",
-    device: str = "cpu",
+    device: str = "auto",
     n_bootstrap: int = 1000,
     seed: int = 0,
     positive: str | None = None,

@@ -48,7 +48,7 @@ def _ckpts(cv: Path) -> list[Path]:
 
 def test_ensemble_is_mean_of_member_probabilities(cv: Path, external, tmp_path: Path) -> None:
     clini, slides, feats = external
-    res = deploy([cv], feats, tmp_path / "out", clini=clini, slide_table=slides, n_bootstrap=50)
+    res = deploy([cv], feats, tmp_path / "out", clini=clini, slide_table=slides, n_bootstrap=50, device="cpu")
 
     ens = pd.read_csv(res.preds, dtype={"PATIENT": str})
     assert list(ens.columns) == ["PATIENT", "TARGET", "pred", "TARGET_neg", "TARGET_pos", "model"]
@@ -228,3 +228,14 @@ def test_positive_class_for_the_headline(cv: Path, external, tmp_path: Path) -> 
         deploy([cv], feats, tmp_path / "o2", clini=clini, slide_table=slides, positive="MSI")
     assert str(err.value) == "--positive 'MSI' is not a class of the model (classes: neg, pos)"
     assert not (tmp_path / "o2").exists()
+
+
+def test_cuda_requested_without_a_gpu(cv: Path, external, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible")
+    with pytest.raises(ConfigError) as err:
+        deploy([cv], external[2], tmp_path / "out", device="cuda")
+    assert str(err.value) == "--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto"
+    assert not (tmp_path / "out").exists()

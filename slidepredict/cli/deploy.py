@@ -29,7 +29,7 @@ def deploy(
     ),
     patient_col: str = typer.Option("PATIENT", "--patient-col", help="Patient column of both tables."),
     filename_col: str = typer.Option("FILENAME", "--filename-col", help="Slide file column of the slide table."),
-    device: str = typer.Option("cpu", help="cpu | cuda."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (auto: a GPU when there is one)."),
     n_bootstrap: int = typer.Option(1000, help="Patient-level bootstrap resamples for the statistics' CIs."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     positive: str | None = typer.Option(
