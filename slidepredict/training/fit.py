@@ -42,6 +42,10 @@ class TrainConfig:
     accelerator: str = "cpu"
 
     def __post_init__(self) -> None:
+        from slidepredict.mil import list_mil
+
+        if self.model not in list_mil():
+            raise ConfigError(f"unknown MIL model '{self.model}'; available: {', '.join(list_mil())}")
         for name in ("bag_size", "batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")

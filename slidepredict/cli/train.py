@@ -1,0 +1,82 @@
+"""`slidepredict crossval` and `slidepredict train`: patient-level models, one per target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from slidepredict.cli._app import app, fail
+
+Clini = Annotated[Path, typer.Option("--clini", help="Clinical table (CSV/XLSX): PATIENT plus one column per target.")]
+Slides = Annotated[Path, typer.Option("--slides-table", help="Slide table (CSV/XLSX): PATIENT, FILENAME (with or without extension).")]
+Features = Annotated[Path, typer.Option("--features", "-f", help="Folder of <slide>.h5 feature files (searched recursively).")]
+Targets = Annotated[list[str], typer.Option("--target", "-t", help="Target column; repeat for several targets (one model each).")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder; each target gets <out>/<target>/.")]
+Model = Annotated[str, typer.Option("--model", "-m", help="MIL head: attention, transformer, mean or tile-vote.")]
+Categories = Annotated[Optional[list[str]], typer.Option(
+    "--categories", help="Classes to keep, in this order (repeat); default: all values, sorted. Needs a single --target.")]
+BagSize = Annotated[int, typer.Option("--bag-size", help="Tiles sampled per patient in each training step.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Patients per training step.")]
+Epochs = Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping on the inner validation split).")]
+Patience = Annotated[int, typer.Option("--patience", help="Epochs without validation improvement before stopping.")]
+LR = Annotated[float, typer.Option("--lr", help="Peak learning rate of the one-cycle schedule (AdamW).")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for splits, sampling and initialisation.")]
+Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes reading h5 files.")]
+Device = Annotated[str, typer.Option("--device", help="cpu, gpu or auto (Lightning accelerator).")]
+PatientCol = Annotated[str, typer.Option("--patient-col", help="Patient column of both tables.")]
+FilenameCol = Annotated[str, typer.Option("--filename-col", help="Slide file column of the slide table.")]
+
+
+def _run(mode: str, clini: Path, slides_table: Path, features: Path, targets: list[str], out: Path,
+         folds: int, categories: list[str] | None, patient_col: str, filename_col: str, **train: object) -> None:
+    """Shared body: one cohort and one model (or fold set) per target, then a one-line summary each."""
+    from slidepredict.cohort import build_cohort
+    from slidepredict.errors import SlidePredictError
+    from slidepredict.training import TrainConfig, crossval, pooled_auroc, train_final
+
+    try:
+        if categories and len(targets) > 1:
+            fail("--categories applies to a single --target; run one command per target instead")
+        config = TrainConfig(**train)  # type: ignore[arg-type]
+        for target in dict.fromkeys(targets):
+            cohort = build_cohort(features, slides_table, clini, target=target, categories=categories,
+                                  patient_col=patient_col, filename_col=filename_col)
+            if mode == "crossval":
+                preds = crossval(cohort, out / target, config, folds=folds)
+                auc = pooled_auroc(preds, target, cohort.categories)
+                typer.echo(f"{target}: {folds}-fold cross-validation of {len(cohort)} patients, pooled AUROC "
+                           f"{auc:.3f} -> {out / target / 'patient-preds.csv'}")
+            else:
+                ckpt = train_final(cohort, out / target, config)
+                typer.echo(f"{target}: model trained on {len(cohort)} patients -> {ckpt}")
+    except SlidePredictError as exc:
+        fail(str(exc))
+
+
+@app.command("crossval")
+def crossval_cmd(
+    clini: Clini, slides_table: Slides, features: Features, target: Targets, out: Out,
+    folds: Annotated[int, typer.Option("--folds", help="Number of patient-level stratified folds.")] = 5,
+    model: Model = "attention", categories: Categories = None, bag_size: BagSize = 512, batch_size: BatchSize = 16,
+    epochs: Epochs = 32, patience: Patience = 8, lr: LR = 1e-4, seed: Seed = 0, workers: Workers = 0,
+    device: Device = "cpu", patient_col: PatientCol = "PATIENT", filename_col: FilenameCol = "FILENAME",
+) -> None:
+    """Patient-level k-fold cross-validation: a model per fold, test predictions pooled in patient-preds.csv."""
+    _run("crossval", clini, slides_table, features, target, out, folds, categories, patient_col, filename_col,
+         model=model, bag_size=bag_size, batch_size=batch_size, epochs=epochs, patience=patience, lr=lr,
+         seed=seed, num_workers=workers, accelerator=device)
+
+
+@app.command("train")
+def train_cmd(
+    clini: Clini, slides_table: Slides, features: Features, target: Targets, out: Out,
+    model: Model = "attention", categories: Categories = None, bag_size: BagSize = 512, batch_size: BatchSize = 16,
+    epochs: Epochs = 32, patience: Patience = 8, lr: LR = 1e-4, seed: Seed = 0, workers: Workers = 0,
+    device: Device = "cpu", patient_col: PatientCol = "PATIENT", filename_col: FilenameCol = "FILENAME",
+) -> None:
+    """One model on all patients (with an inner validation split) for deployment: <out>/<target>/model.ckpt."""
+    _run("train", clini, slides_table, features, target, out, 0, categories, patient_col, filename_col,
+         model=model, bag_size=bag_size, batch_size=batch_size, epochs=epochs, patience=patience, lr=lr,
+         seed=seed, num_workers=workers, accelerator=device)
