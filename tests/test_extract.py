@@ -163,6 +163,20 @@ def test_unreadable_slide_fails_alone(tmp_path, cmu_slide):
     assert not features_path(tmp_path / "out", slide).exists() and not _leftovers(tmp_path / "out")
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_read_failure_in_a_worker_is_one_line(tmp_path, cmu_slide, monkeypatch, workers):
+    """A tile that cannot be decoded (corrupt JPEG tile, network drop) fails the slide in one line, no file."""
+    from slidepredict.slide import Slide
+
+    def broken(*_args, **_kw):
+        raise SlideError("cannot read pixels (corrupt or truncated file?): boom")
+
+    monkeypatch.setattr(Slide, "read_region_at", broken)  # forked workers inherit the patch
+    result = extract([cmu_slide], tmp_path, "stain-texture", params=ExtractParams(batch_size=4, workers=workers))
+    assert result.failed == [(cmu_slide, "cannot read pixels (corrupt or truncated file?): boom")]
+    assert not features_path(tmp_path, cmu_slide).exists() and not _leftovers(tmp_path)
+
+
 def test_no_slides(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SlideError, match=r"^no slides found in .*empty \(looked for "):
