@@ -391,20 +391,23 @@ def build_cohort(
     cats: list[str] = []
     if clini_table is not None:
         labels, cats = _labels(Path(clini_table), target, patient_col, categories, set(files), listed, drops)
-    patients = sorted(labels)
+    probed = {p: probe_feature_file(p) for pat in labels for p in files[pat]}
+    drops.add("feature files with no tiles", [str(p) for p, s in probed.items() if s.n_tiles == 0])
+    files = {pat: [p for p in files[pat] if probed[p].n_tiles] for pat in labels}
+    drops.add("patients whose slides have no tiles", [pat for pat in labels if not files[pat]])
+    patients = sorted(pat for pat in labels if files[pat])
     if not patients:
         raise CohortError(
             f"no patient has both features and {'a label' if target else 'an entry'} "
             f"(features: {features_dir}); see the dropped rows above"
         )
-    probed = {p: probe_feature_file(p) for pat in patients for p in files[pat]}
-    spec = common_spec(list(probed.values()))
+    spec = common_spec([probed[p] for pat in patients for p in files[pat]])
     cohort = Cohort(
         patients=patients,
         slides={pat: tuple(probed[p] for p in files[pat]) for pat in patients},
         spec=spec, target=target, categories=cats, drops=drops,
         labels=None if target is None else np.array([cats.index(labels[p]) for p in patients], dtype=np.int64),  # type: ignore[arg-type]
     )
-    log.info("cohort: %d patients, %d slides%s", len(cohort), len(probed),
+    log.info("cohort: %d patients, %d slides%s", len(cohort), sum(map(len, cohort.slides.values())),
              f", classes {cohort.class_counts()}" if target else "")
     return cohort

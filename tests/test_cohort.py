@@ -181,3 +181,13 @@ def test_real_stamp_bags_without_tables(data_dir: Path) -> None:
     b, b_coords = cohort.load_bag("TCGA-AD-6964-01Z-00-DX1", max_tiles=100, rng=np.random.default_rng(0))
     assert a.shape == (180, 512) and b.shape == (100, 512) and b_coords.shape == (100, 2)
     assert a_coords is None and np.isfinite(a).all()
+
+
+def test_feature_files_without_tiles_are_dropped(small: tuple[Path, Path, Path]) -> None:
+    clini, slides, feats = small
+    write_h5_atomic(feats / "PAT-00-0001-S0.h5", {"features": np.zeros((0, 8), np.float32), "coords": np.zeros((0, 2), np.int64)},
+                    {"encoder": "fake-encoder", "encoder_hash": "fakehash0"})
+    cohort = build_cohort(feats, slides, clini, target="TARGET")
+    assert {d.reason: d.count for d in cohort.drops.drops} == {
+        "feature files with no tiles": 1, "patients whose slides have no tiles": 1}
+    assert "PAT-00-0001" not in cohort.patients and len(cohort) == 7

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,8 +114,14 @@ def quiet_lightning() -> Iterator[None]:
         lg.setLevel(level)
 
 
-def fit(cohort: Cohort, config: TrainConfig, ckpt_path: str | os.PathLike[str], description: str = "training") -> LoadedModel:
-    """Train on ``cohort`` (all of it is training data; validation patients are split off inside)."""
+def fit(
+    cohort: Cohort, config: TrainConfig, ckpt_path: str | os.PathLike[str], description: str = "training",
+    callbacks: Sequence[Any] = (),
+) -> LoadedModel:
+    """Train on ``cohort`` (all of it is training data; validation patients are split off inside).
+
+    Extra Lightning ``callbacks`` (timing, reporting) run alongside early stopping.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -139,7 +145,7 @@ def fit(cohort: Cohort, config: TrainConfig, ckpt_path: str | os.PathLike[str], 
             max_epochs=config.epochs, accelerator=config.accelerator, devices=1, deterministic="warn",
             logger=False, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=not is_quiet(), num_sanity_val_steps=0, log_every_n_steps=1,
-            callbacks=[EarlyStopping("val_loss", patience=config.patience), keep],
+            callbacks=[EarlyStopping("val_loss", patience=config.patience), keep, *callbacks],
             default_root_dir=str(Path(ckpt_path).parent),
         )
         loader_args = dict(bag_size=config.bag_size, batch_size=config.batch_size, seed=config.seed, num_workers=config.num_workers)
