@@ -227,15 +227,15 @@ def test_reads_clam_files(tmp_path):
 _EXTRACT = (
     "import sys; from slidepredict.features import extract, ExtractParams; from slidepredict.tiling import TilingParams; "
     "r = extract(sys.argv[1:2], sys.argv[2], sys.argv[3], weights=sys.argv[4] if sys.argv[4] != '-' else None, "
-    "tiling=TilingParams(tile_um=128.0, tile_px=112), params=ExtractParams(batch_size=4, workers=1)); "
+    "tiling=TilingParams(tile_um=float(sys.argv[5]), tile_px=112), params=ExtractParams(batch_size=4, workers=1)); "
     "print('RESULT', len(r.done), len(r.skipped), len(r.busy), len(r.failed))"
 )
 
 
-def _spawn(slides: Path, out: Path, encoder: str, weights: str = "-") -> subprocess.Popen:
+def _spawn(slides: Path, out: Path, encoder: str, weights: str = "-", tile_um: float = 128.0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", _EXTRACT, str(slides), str(out), encoder, weights],
+        [sys.executable, "-c", _EXTRACT, str(slides), str(out), encoder, weights, str(tile_um)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
 
@@ -250,24 +250,23 @@ def slide_folder(tmp_path_factory, cmu_slide) -> Path:
 
 
 @pytest.mark.slow
-def test_killed_run_leaves_nothing_that_looks_complete(tmp_path, slide_folder):
+def test_killed_run_leaves_nothing_that_looks_complete(tmp_path, cmu_slide):
     out = tmp_path / "out"
-    proc = _spawn(slide_folder, out, "resnet50-trunc", "random")
+    proc = _spawn(cmu_slide, out, "resnet50-trunc", "random", tile_um=64.0)  # ~150 tiles: time to kill it
     deadline = time.time() + 120
     while not list(out.glob(f"*{h5io.LOCK_SUFFIX}")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.3)  # mid-extraction of the first slide
+    time.sleep(0.1)  # the model is now running over the tiles
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    for slide in slide_folder.iterdir():
-        target = features_path(out, slide)
-        assert not target.exists() or h5io.is_complete(target, {"encoder": "resnet50-trunc"}, ("features", "coords"))
-    (out / f"syn1.h5.{999_999_999}{h5io.TMP_SUFFIX}").write_bytes(b"partial")  # a leftover from another dead job
-    result = extract([slide_folder], out, "resnet50-trunc", weights="random", tiling=TilingParams(tile_um=128.0, tile_px=112), params=FAST)
-    assert result.done and len(result.done) + len(result.skipped) == 3 and not result.failed and not result.busy
+    target = features_path(out, cmu_slide)
+    assert not target.exists() or h5io.read_attrs(target) is None  # nothing that reads as complete
+    (out / f"{target.name}.{999_999_999}{h5io.TMP_SUFFIX}").write_bytes(b"partial")  # another dead job's leftover
+    tiling = TilingParams(tile_um=64.0, tile_px=112)
+    result = extract([cmu_slide], out, "resnet50-trunc", weights="random", tiling=tiling, params=FAST)
+    assert result.done == [cmu_slide]  # the dead process's lock was taken over, not waited on
     assert not _leftovers(out)
-    for slide in slide_folder.iterdir():
-        assert h5io.read_attrs(features_path(out, slide))["encoder"] == "resnet50-trunc"
+    assert h5io.read_features(target).features.shape[1] == 1024
 
 
 @pytest.mark.slow
