@@ -20,7 +20,7 @@ from slidepredict import batch, h5io
 from slidepredict.cli import app
 from slidepredict.errors import ConfigError, SlideError
 from slidepredict.features import ExtractParams, extract, load_encoder
-from slidepredict.features.extraction import Runner, features_path
+from slidepredict.features.extraction import Runner, batch_ranges, features_path
 from slidepredict.slide import open_slide
 from slidepredict.synthetic import make_slide
 from slidepredict.tiling import TilingParams, coords_path, load_coords
@@ -75,6 +75,13 @@ def test_features_match_the_tiles_read_directly(resnet_run, cmu_slide):
         tiles = np.stack([slide.read_region_at(x, y, 256.0, 224) for x, y in bag.coords[[0, -1]]])
     direct = runner.forward(torch.from_numpy(tiles)).numpy()
     np.testing.assert_allclose(bag.features[[0, -1]], direct, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize(("n", "size", "lengths"), [(1, 32, [1]), (46, 32, [8, 32, 6]), (9, 4, [1, 4, 4])])
+def test_batches_cover_every_tile_once_with_a_short_first_one(n, size, lengths):
+    ranges = batch_ranges(n, size)
+    assert [len(r) for r in ranges] == lengths
+    assert [i for r in ranges for i in r] == list(range(n))
 
 
 def test_rerun_skips_and_changed_settings_redo(tmp_path, cmu_slide):

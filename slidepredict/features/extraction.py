@@ -110,6 +110,13 @@ class TileDataset(Dataset):
             self._slide = None
 
 
+def batch_ranges(n: int, batch_size: int) -> list[range]:
+    """Batches over n tiles, the first one short: the model starts after a few tiles are decoded
+    instead of a whole batch, which cuts the per-slide pipeline fill time by about 4x."""
+    first = min(n, max(1, batch_size // 4))
+    return [range(0, first)] + [range(s, min(s + batch_size, n)) for s in range(first, n, batch_size)]
+
+
 def _stack(tiles: list[np.ndarray]) -> torch.Tensor:
     """One copy into a batch buffer (PIL-backed tiles are read-only, so torch cannot share them)."""
     return torch.from_numpy(np.stack(tiles))
@@ -158,7 +165,7 @@ class Runner:
         workers = self.params.workers
         loader = DataLoader(
             dataset,
-            batch_size=self.params.batch_size,
+            batch_sampler=batch_ranges(len(dataset), self.params.batch_size),
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             collate_fn=_stack,
