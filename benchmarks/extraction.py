@@ -18,6 +18,7 @@ their best rates is reported. Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -92,7 +93,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"encoder {args.encoder}, batch {args.batch_size}, workers {args.workers}")
+          f"encoder {args.encoder}, batch {args.batch_size}, workers {args.workers}, "
+          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         synthetic = make_slide(out / "synthetic.tiff", seed=0).path
@@ -101,7 +103,8 @@ def main() -> None:
         ratios = [r["ratio"] for r in rows if r["precision"] == prec]
         print(f"{prec}: geometric mean end-to-end / model-only = {float(np.exp(np.mean(np.log(ratios)))):.2f}")
     best_bf16 = max(r["e2e"] for r in rows if r["precision"] == "bf16")
-    print(f"bf16 end-to-end vs CLAM fp32 ({CLAM_FP32_TILES_PER_S} tiles/s): {best_bf16 / CLAM_FP32_TILES_PER_S:.1f}x")
+    print(f"bf16 end-to-end vs CLAM fp32 ({CLAM_FP32_TILES_PER_S} tiles/s): {best_bf16 / CLAM_FP32_TILES_PER_S:.1f}x; "
+          f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
