@@ -1,7 +1,8 @@
 """Build an encoder from its config and load its weights: the one loading path for every source.
 
-The backbone is built locally from ``cfg.arch`` (random init), then the resolved weight
-file is loaded into it, whatever its origin (HF cache, ``local-dir:``, explicit file).
+The backbone is built locally from ``cfg.arch`` (on the meta device, so nothing is
+initialised for nothing), then the resolved weight file is assigned into it, whatever its
+origin (HF cache, ``local-dir:``, explicit file). ``random`` builds a seeded random init.
 The result is a :class:`TileEncoder` that takes the uint8 NHWC batches the DataLoader
 yields and does the float conversion, stain normalisation and mean/std on the device.
 """
