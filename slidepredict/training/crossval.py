@@ -15,7 +15,6 @@ from typing import Any
 
 from slidepredict.cohort import Cohort
 from slidepredict.errors import CohortError, ConfigError
-from slidepredict.progress import track
 from slidepredict.training.fit import TrainConfig, check_trainable, fit
 from slidepredict.training.predict import predict_cohort
 
@@ -106,11 +105,12 @@ def crossval(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfi
             f"class '{cat}' of target '{cohort.target}' has {n} patients, fewer than the {folds} folds; "
             f"use --folds {max(2, n)} or fewer"
         )
+    splits = load_or_make_splits(out_dir / "splits.json", cohort, folds, config.seed)
     _guard_config(out_dir, config)
     _write_cohort_summary(out_dir, cohort)
-    splits = load_or_make_splits(out_dir / "splits.json", cohort, folds, config.seed)
     frames = []
-    for k in track(range(folds), f"{cohort.target}: cross-validation", total=folds):
+    for k in range(folds):  # no outer bar: Lightning draws the per-epoch bar inside each fold
+        log.info("%s: fold %d of %d", cohort.target, k + 1, folds)
         fold_dir = out_dir / f"fold-{k}"
         preds_path = fold_dir / PREDS_FILE
         if preds_path.is_file() and (fold_dir / MODEL_FILE).is_file():
