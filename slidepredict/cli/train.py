@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from slidepredict.cli._app import app, fail
+from slidepredict.cli._app import app, config_option, fail
 
 Clini = Annotated[Path, typer.Option("--clini", help="Clinical table (CSV/XLSX): PATIENT plus one column per target.")]
 Slides = Annotated[Path, typer.Option("--slides-table", help="Slide table (CSV/XLSX): PATIENT, FILENAME (with or without extension).")]
@@ -30,7 +30,8 @@ FilenameCol = Annotated[str, typer.Option("--filename-col", help="Slide file col
 
 
 def _run(mode: str, clini: Path, slides_table: Path, features: Path, targets: list[str], out: Path,
-         folds: int, categories: list[str] | None, patient_col: str, filename_col: str, **train: object) -> None:
+         folds: int, categories: list[str] | None, patient_col: str, filename_col: str, fold: int | None = None,
+         **train: object) -> None:
     """Shared body: one cohort and one model (or fold set) per target, then a one-line summary each."""
     from slidepredict.cohort import build_cohort
     from slidepredict.errors import SlidePredictError
@@ -43,7 +44,10 @@ def _run(mode: str, clini: Path, slides_table: Path, features: Path, targets: li
         for target in dict.fromkeys(targets):
             cohort = build_cohort(features, slides_table, clini, target=target, categories=categories,
                                   patient_col=patient_col, filename_col=filename_col)
-            if mode == "crossval":
+            if mode == "crossval" and fold is not None:
+                crossval(cohort, out / target, config, folds=folds, fold=fold)
+                typer.echo(f"{target}: fold {fold} of {folds} done -> {out / target / f'fold-{fold}'}")
+            elif mode == "crossval":
                 preds = crossval(cohort, out / target, config, folds=folds)
                 auc = pooled_auroc(preds, target, cohort.categories)
                 typer.echo(f"{target}: {folds}-fold cross-validation of {len(cohort)} patients, pooled AUROC "
@@ -59,12 +63,14 @@ def _run(mode: str, clini: Path, slides_table: Path, features: Path, targets: li
 def crossval_cmd(
     clini: Clini, slides_table: Slides, features: Features, target: Targets, out: Out,
     folds: Annotated[int, typer.Option("--folds", help="Number of patient-level stratified folds.")] = 5,
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Run only this fold (0-based), e.g. one cluster job per fold.")] = None,
     model: Model = "attention", categories: Categories = None, bag_size: BagSize = 512, batch_size: BatchSize = 16,
     epochs: Epochs = 32, patience: Patience = 8, lr: LR = 1e-4, seed: Seed = 0, workers: Workers = 0,
     device: Device = "cpu", patient_col: PatientCol = "PATIENT", filename_col: FilenameCol = "FILENAME",
+    config: Path = config_option(),
 ) -> None:
     """Patient-level k-fold cross-validation: a model per fold, test predictions pooled in patient-preds.csv."""
-    _run("crossval", clini, slides_table, features, target, out, folds, categories, patient_col, filename_col,
+    _run("crossval", clini, slides_table, features, target, out, folds, categories, patient_col, filename_col, fold,
          model=model, bag_size=bag_size, batch_size=batch_size, epochs=epochs, patience=patience, lr=lr,
          seed=seed, num_workers=workers, accelerator=device)
 
@@ -75,6 +81,7 @@ def train_cmd(
     model: Model = "attention", categories: Categories = None, bag_size: BagSize = 512, batch_size: BatchSize = 16,
     epochs: Epochs = 32, patience: Patience = 8, lr: LR = 1e-4, seed: Seed = 0, workers: Workers = 0,
     device: Device = "cpu", patient_col: PatientCol = "PATIENT", filename_col: FilenameCol = "FILENAME",
+    config: Path = config_option(),
 ) -> None:
     """One model on all patients (with an inner validation split) for deployment: <out>/<target>/model.ckpt."""
     _run("train", clini, slides_table, features, target, out, 0, categories, patient_col, filename_col,

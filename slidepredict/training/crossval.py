@@ -85,13 +85,21 @@ def _write_cohort_summary(out_dir: Path, cohort: Cohort) -> None:
     write_atomic(out_dir / "cohort.json", json.dumps(cohort.summary(), indent=1))
 
 
-def crossval(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfig, folds: int = 5) -> Any:
-    """Train and test one model per fold; returns the pooled test predictions (also written to disk)."""
+def crossval(
+    cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfig, folds: int = 5, fold: int | None = None
+) -> Any:
+    """Train and test one model per fold; returns the pooled test predictions (also written to disk).
+
+    ``fold`` runs that fold alone (one cluster job per fold) and returns its predictions
+    without pooling; a later call without ``fold`` skips the finished folds and pools.
+    """
     import pandas as pd
 
     out_dir = Path(out_dir)
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
+    if fold is not None and not 0 <= fold < folds:
+        raise ConfigError(f"--fold must be between 0 and {folds - 1} (got {fold})")
     check_trainable(cohort, min_per_class=1)
     if len(cohort) < folds:
         raise CohortError(
@@ -109,7 +117,7 @@ def crossval(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfi
     _guard_config(out_dir, config)
     _write_cohort_summary(out_dir, cohort)
     frames = []
-    for k in range(folds):  # no outer bar: Lightning draws the per-epoch bar inside each fold
+    for k in range(folds) if fold is None else [fold]:  # no outer bar: Lightning draws the per-epoch bar inside each fold
         log.info("%s: fold %d of %d", cohort.target, k + 1, folds)
         fold_dir = out_dir / f"fold-{k}"
         preds_path = fold_dir / PREDS_FILE
@@ -123,6 +131,8 @@ def crossval(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfi
         df["fold"] = k
         write_atomic(preds_path, df.to_csv(index=False))
         frames.append(df)
+    if fold is not None:
+        return frames[0]
     pooled = pd.concat(frames, ignore_index=True)
     write_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
     return pooled
