@@ -47,13 +47,16 @@ def demo_config(out: Path, size: DemoSize = DemoSize(), seed: int = 0) -> RunCon
             "clini_table": str(cohorts["train"] / "clini.csv"),
             "slide_table": str(cohorts["train"] / "slide.csv"),
         },
-        "extract": {"encoder": "stain-texture", "batch_size": 32, "workers": 0},
+        # Small tiles give the heatmaps a few dozen tiles per (small) slide.
+        "tiling": {"tile_um": 128, "tile_px": 64},
+        "extract": {"encoder": "stain-texture", "batch_size": 64, "workers": 0},
         "training": {"targets": ["MSI"], "model": "attention", "folds": size.folds, "epochs": size.epochs, "bag_size": 256},
         "deploy": {
             "slides_dir": str(cohorts["external"] / "slides"),
             "clini_table": str(cohorts["external"] / "clini.csv"),
             "slide_table": str(cohorts["external"] / "slide.csv"),
         },
+        "stats": {"positive": {"MSI": "MSI"}},
         "heatmaps": {"max_slides": 4, "topk": 4},
         "report": {"title": "slidepredict demo: synthetic MSI cohort"},
     }

@@ -95,10 +95,10 @@ def models_for(layout: RunLayout, target: str, training: TrainingConfig) -> list
     raise SlidePredictError(f"no trained model for target '{target}' in {layout.root}; run the crossval or train stage first")
 
 
-def stats(preds: list[Path], out: Path, cfg: StatsConfig) -> Any:
+def stats(preds: list[Path], out: Path, cfg: StatsConfig, target: str) -> Any:
     from slidepredict.stats import compute_stats
 
-    return compute_stats(preds, out, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
+    return compute_stats(preds, out, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, positive=cfg.positive.get(target))
 
 
 def deploy(
@@ -110,7 +110,7 @@ def deploy(
     return run_deploy(
         models, features, out, clini=cfg.clini_table, slide_table=cfg.slide_table, target=target,
         patient_col=cohort.patient_col, filename_col=cohort.filename_col,
-        n_bootstrap=stats_cfg.n_bootstrap, seed=stats_cfg.seed,
+        n_bootstrap=stats_cfg.n_bootstrap, seed=stats_cfg.seed, positive=stats_cfg.positive.get(target),
     )
 
 

@@ -114,7 +114,7 @@ def _crossval(ctx: RunContext) -> str | None:
     for target in _targets(ctx):
         out = ctx.layout.crossval(target)
         preds = stages.crossval(ctx.cfg.cohort, ctx.layout.features, t, target, out)
-        stats = stages.stats([preds], ctx.layout.stats(target), ctx.cfg.stats)
+        stats = stages.stats([preds], ctx.layout.stats(target), ctx.cfg.stats, target)
         ctx.headlines.append(f"{target} cross-validation: {stats.headline['text']}")
         lines.append(f"{target}: {stats.headline['text']}")
     return "; ".join(lines)

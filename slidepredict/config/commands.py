@@ -106,13 +106,17 @@ def _deploy(cfg: RunConfig) -> dict[str, Any]:
     if cfg.deploy is not None:
         values.update(features=layout.external_features, clini=cfg.deploy.clini_table, slides_table=cfg.deploy.slide_table)
     if target is not None:
-        values.update(model=[layout.crossval(target)], out=layout.deploy(target))
+        values.update(model=[layout.crossval(target)], out=layout.deploy(target), positive=cfg.stats.positive.get(target))
     return values
 
 
 @register_command("stats")
 def _stats(cfg: RunConfig) -> dict[str, Any]:
-    return {"n_bootstrap": cfg.stats.n_bootstrap, "seed": cfg.stats.seed}
+    target = _first_target(cfg)
+    return {
+        "n_bootstrap": cfg.stats.n_bootstrap, "seed": cfg.stats.seed,
+        "positive": cfg.stats.positive.get(target) if target else None,
+    }
 
 
 @register_command("heatmaps")

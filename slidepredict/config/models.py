@@ -84,6 +84,9 @@ class StatsConfig(Section):
 
     n_bootstrap: int = Field(1000, ge=0, description="Patient-level bootstrap resamples for the CIs.")
     seed: int = Field(0, description="Bootstrap seed.")
+    positive: dict[str, str] = Field(
+        default_factory=dict, description="Class to report and plot per binary target, e.g. {MSI: MSI-H} (default: the rarer class)."
+    )
 
 
 class HeatmapsConfig(Section):

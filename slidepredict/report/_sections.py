@@ -17,6 +17,7 @@ from typing import Any
 from markupsafe import Markup
 
 MAX_PRED_ROWS = 500
+
 THUMB_PX = 360
 
 
@@ -96,6 +97,37 @@ def cohort_section(run_dir: Path, env: Any) -> Section | None:
     return Section("cohort", "Cohort", Markup(html))
 
 
+def _fmt_ci(value: float, low: float, high: float) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    return f"{value:.3f}" if low != low else f"{value:.3f} ({low:.2f}-{high:.2f})"
+
+
+def metrics_summary(df: Any) -> tuple[list[str], list[list[str]]]:
+    """One row per target/class/group: the figures a reader compares, CIs inline."""
+    columns = ["target", "class", "group", "n", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier", "sens@0.5", "spec@0.5"]
+    rows = []
+    for (target, cls, group), g in df.groupby(["target", "class", "group"], sort=False):
+        if cls == "overall":
+            continue
+        def pick(metric: str, threshold: str | None = None) -> Any:
+            sel = g[g["metric"] == metric]
+            if threshold is not None and "threshold" in g:
+                sel = sel[sel["threshold"].astype(str) == threshold]
+            return sel.iloc[0] if len(sel) else None
+        cells = [str(target), str(cls), str(group)]
+        first = g.iloc[0]
+        cells.append(str(int(first["n"])) if first["n"] == first["n"] else "")
+        for metric in ("auroc", "auprc"):
+            r = pick(metric)
+            cells.append(_fmt_ci(r["value"], r["ci_low"], r["ci_high"]) if r is not None else "")
+        for metric, thr in (("brier", None), ("sensitivity", "0.5"), ("specificity", "0.5")):
+            r = pick(metric, thr)
+            cells.append(f"{r['value']:.3f}" if r is not None and r["value"] == r["value"] else "")
+        rows.append(cells)
+    return columns, rows
+
+
 @register_section("metrics")
 def metrics_section(run_dir: Path, env: Any) -> Section | None:
     import pandas as pd
@@ -105,9 +137,12 @@ def metrics_section(run_dir: Path, env: Any) -> Section | None:
         return None
     tables = []
     for f in files:
-        df = pd.read_csv(f)
-        keep = df[df["metric"].isin(["auroc", "auprc", "brier", "f1", "sensitivity", "specificity"])] if "metric" in df else df
-        tables.append({"where": _rel(f.parent, run_dir), "columns": list(keep.columns), "rows": keep.round(3).astype(str).values.tolist()})
+        df = pd.read_csv(f, dtype={"threshold": str})
+        if {"target", "class", "group", "metric", "value"} <= set(df.columns):
+            columns, rows = metrics_summary(df)
+        else:
+            columns, rows = list(df.columns), df.astype(str).values.tolist()
+        tables.append({"where": _rel(f.parent, run_dir), "href": _rel(f, run_dir), "columns": columns, "rows": rows})
     plots = [
         {"name": _rel(p, run_dir), "uri": image_data_uri(p)}
         for f in files
