@@ -122,8 +122,8 @@ def test_weights_file_roundtrip(name, tmp_path):
     enc = load_encoder(name, weights=path)
     _assert_loaded(enc, state)
     with torch.inference_mode():
-        out = enc.module(_tiles(2, cfg.input_px))
-    assert out.shape == (2, cfg.dim) and torch.isfinite(out).all()
+        out = enc.module(_tiles(1, cfg.input_px))
+    assert out.shape == (1, cfg.dim) and torch.isfinite(out).all()
     assert enc.weights.source == "file" and enc.encoder_hash != encoder_hash(cfg, ResolvedWeights("random", seed=3))
 
 
