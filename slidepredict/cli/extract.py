@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from slidepredict.cli._app import app, fail
+from slidepredict.cli._app import app, config_option, fail
 
 
 @app.command()
 def extract(
+    config: Path = config_option(),
     slides: list[Path] = typer.Argument(..., help="Slide files or folders of slides."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for <slide>.h5 feature files."),
     encoder: str = typer.Option("resnet50-trunc", "--encoder", "-e", help="Encoder name (see `slidepredict encoders`)."),

@@ -1,0 +1,56 @@
+"""The one-command paths a newcomer uses: `demo`, `run` and the Snakemake workflow (slow)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slidepredict.demo import DemoSize, demo_config, run_demo
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = DemoSize(train_patients=12, external_patients=10, folds=3, epochs=8)
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_finds_the_signal(tmp_path: Path) -> None:
+    ctx = run_demo(tmp_path / "demo", SMALL)
+    assert set(ctx.results) == {"tile", "extract", "crossval", "train", "deploy", "heatmaps", "report"}
+    external = [h for h in ctx.headlines if "external validation" in h]
+    assert len(external) == 1
+    auroc = float(external[0].split("AUROC ")[1].split()[0])
+    assert auroc >= 0.9, external
+    report = ctx.results["report"]
+    html = Path(report).read_text()
+    assert "Heatmaps" in html and "Performance" in html and "Cohort" in html
+    # a rerun finds everything complete
+    again = run_demo(tmp_path / "demo", SMALL)
+    assert again.results["tile"] == "0 done, 12 already complete, 0 failed"
+    assert again.results["extract"] == "0 done, 12 already complete, 0 failed"
+
+
+@pytest.mark.slow
+def test_snakemake_workflow_runs_the_demo_cohort(tmp_path: Path) -> None:
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+    if not Path(snakemake).exists():
+        pytest.skip("snakemake is not installed (pip install -e '.[workflows]')")
+    cfg = demo_config(tmp_path / "demo", DemoSize(train_patients=8, external_patients=6, folds=2, epochs=4))
+    data = cfg.model_dump(mode="json")
+    data["heatmaps"]["max_slides"] = 1
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    cmd = [snakemake, "-s", str(ROOT / "workflows" / "Snakefile"), "--cores", "2", "--config", f"cfg={cfg_path}",
+           "--directory", str(tmp_path), "--quiet", "all"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    run = Path(data["output_dir"])
+    assert len(list((run / "features").glob("*.h5"))) == 8
+    assert len(list((run / "tiles").glob("*.h5"))) == 8
+    assert len(list((run / "crossval" / "MSI").glob("fold-*/model.ckpt"))) == 2
+    assert (run / "crossval" / "MSI" / "patient-preds.csv").is_file()
+    assert (run / "deploy" / "MSI" / "patient-preds.csv").is_file()
+    assert (run / "report.html").is_file()
