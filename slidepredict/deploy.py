@@ -21,7 +21,8 @@ import numpy as np
 from slidepredict.cohort import Cohort, build_cohort
 from slidepredict.errors import ConfigError, SlidePredictError
 from slidepredict.training.checkpoint import CheckpointError
-from slidepredict.training.crossval import MODEL_FILE, PREDS_FILE, write_atomic
+from slidepredict.atomic import write_text_atomic
+from slidepredict.training.crossval import MODEL_FILE, PREDS_FILE
 from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
 
 log = logging.getLogger(__name__)
@@ -231,8 +232,8 @@ def deploy(
     ensembled = ensemble_frame(frames, members, cohort)
 
     out = check_writable(out_dir)
-    member_preds = {m.name: write_atomic(out / m.name / PREDS_FILE, f.to_csv(index=False)) for m, f in zip(members, frames)}
-    preds = write_atomic(out / PREDS_FILE, ensembled.to_csv(index=False))
+    member_preds = {m.name: write_text_atomic(out / m.name / PREDS_FILE, f.to_csv(index=False)) for m, f in zip(members, frames)}
+    preds = write_text_atomic(out / PREDS_FILE, ensembled.to_csv(index=False))
     headline, skipped = None, None
     stats_dir = out / STATS_DIR if cohort.labels is not None else None
     if stats_dir is not None:
@@ -241,7 +242,7 @@ def deploy(
         out_dir=out, preds=preds, member_preds=member_preds, summary=out / SUMMARY_FILE, n_patients=len(cohort),
         overlap=overlap, stats_dir=stats_dir if headline else None, headline=headline, stats_skipped=skipped,
     )
-    write_atomic(result.summary, json.dumps(_summary(result, members, cohort), indent=1))
+    write_text_atomic(result.summary, json.dumps(_summary(result, members, cohort), indent=1))
     return result
 
 

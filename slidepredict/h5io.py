@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from slidepredict._version import __version__
+from slidepredict.atomic import TMP_SUFFIX, atomic_path
 from slidepredict.errors import FeatureFileError
 
 COMPLETE_ATTR = "slidepredict_complete"
-TMP_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
 
 
@@ -69,23 +69,15 @@ def write_h5_atomic(
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, data in datasets.items():
-                ds = f.create_dataset(name, data=data)
-                for key, value in (dataset_attrs or {}).get(name, {}).items():
-                    ds.attrs[key] = _attr_value(value)
-            for key, value in attrs.items():
-                f.attrs[key] = _attr_value(value)
-            f.attrs["slidepredict_version"] = __version__
-            f.attrs[COMPLETE_ATTR] = True
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, data in datasets.items():
+            ds = f.create_dataset(name, data=data)
+            for key, value in (dataset_attrs or {}).get(name, {}).items():
+                ds.attrs[key] = _attr_value(value)
+        for key, value in attrs.items():
+            f.attrs[key] = _attr_value(value)
+        f.attrs["slidepredict_version"] = __version__
+        f.attrs[COMPLETE_ATTR] = True
     return path
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from slidepredict.atomic import atomic_path
 from slidepredict.slide import slide_stem
 from slidepredict.tissue import TissueMask
 
@@ -43,13 +43,6 @@ def render_qc(tissue: TissueMask, coords: np.ndarray, size_level0: int) -> Image
 
 def write_qc_image(path: str | os.PathLike[str], tissue: TissueMask, coords: np.ndarray, size_level0: int) -> Path:
     """Render and save the QC PNG atomically (a killed run leaves no half-written image)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         render_qc(tissue, coords, size_level0).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
+    return Path(path)

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from slidepredict.atomic import atomic_path
+
 H_OD = np.array([0.650, 0.704, 0.286])  # hematoxylin optical density per unit concentration (R, G, B)
 E_OD = np.array([0.072, 0.990, 0.105])  # eosin
 STAIN_SHIFT_H = np.array([0.25, -0.10, -0.15])  # direction a staining protocol change moves each vector
@@ -228,12 +230,9 @@ def write_pyramid(path: str | os.PathLike[str], rgb: np.ndarray, mpp: float, qua
     """A tiled, JPEG-compressed pyramidal TIFF with resolution tags (OpenSlide: generic-tiff)."""
     import tifffile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     res = 1e4 / mpp  # pixels per centimetre
     level, ds = rgb, 1
-    try:
+    with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp) as tif:
             while True:
                 tif.write(
@@ -244,10 +243,7 @@ def write_pyramid(path: str | os.PathLike[str], rgb: np.ndarray, mpp: float, qua
                 if max(level.shape[:2]) <= 2 * TILE:
                     break
                 level, ds = _halve(level), ds * 2
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def make_slide(

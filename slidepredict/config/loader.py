@@ -121,10 +121,6 @@ def to_yaml(cfg: RunConfig) -> str:
 
 def write_resolved(cfg: RunConfig, folder: str | os.PathLike[str]) -> Path:
     """Record exactly what ran next to its outputs."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / RESOLVED_NAME
-    tmp = target.with_name(target.name + ".partial")
-    tmp.write_text(to_yaml(cfg))
-    os.replace(tmp, target)
-    return target
+    from slidepredict.atomic import write_text_atomic
+
+    return write_text_atomic(Path(folder) / RESOLVED_NAME, to_yaml(cfg))

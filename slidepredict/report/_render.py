@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from slidepredict._version import __version__
+from slidepredict.atomic import write_text_atomic
 from slidepredict.errors import SlidePredictError
 from slidepredict.report._sections import SECTIONS, Section
 
@@ -47,8 +48,4 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
         version=__version__,
         created=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     )
-    target = Path(out) if out else run / REPORT_NAME
-    tmp = target.with_name(target.name + ".partial")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_text_atomic(Path(out) if out else run / REPORT_NAME, html)

@@ -6,7 +6,6 @@ tile size, who it was trained on) travels inside the file, never in a side-car.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import torch
 
+from slidepredict.atomic import atomic_path
 from slidepredict._version import __version__
 from slidepredict.cohort import FeatureSpec
 from slidepredict.errors import SlidePredictError
@@ -68,14 +68,8 @@ def save_checkpoint(
         "global_step": 0,
         META_KEY: asdict(meta),
     }
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
     return path
 
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from slidepredict.atomic import write_text_atomic
 from slidepredict.cohort import Cohort
 from slidepredict.errors import CohortError, ConfigError
 from slidepredict.training.fit import TrainConfig, check_trainable, fit
@@ -22,15 +23,6 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.ckpt"
 PREDS_FILE = "patient-preds.csv"
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Text files appear complete or not at all (a killed run never leaves half a CSV)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def make_splits(cohort: Cohort, folds: int, seed: int) -> list[dict[str, list[str]]]:
@@ -61,7 +53,7 @@ def load_or_make_splits(path: Path, cohort: Cohort, folds: int, seed: int) -> li
             )
         return splits
     splits = make_splits(cohort, folds, seed)
-    write_atomic(path, json.dumps({"target": cohort.target, "folds": folds, "seed": seed, "splits": splits}, indent=1))
+    write_text_atomic(path, json.dumps({"target": cohort.target, "folds": folds, "seed": seed, "splits": splits}, indent=1))
     return splits
 
 
@@ -78,11 +70,11 @@ def _guard_config(out_dir: Path, config: TrainConfig) -> None:
                 f"{out_dir} was trained with {k}={before.get(k)!r}, this run asks for {k}={now[k]!r}; "
                 "use a new --out folder or delete the old one"
             )
-    write_atomic(path, json.dumps(config.model_settings(), indent=1))
+    write_text_atomic(path, json.dumps(config.model_settings(), indent=1))
 
 
 def _write_cohort_summary(out_dir: Path, cohort: Cohort) -> None:
-    write_atomic(out_dir / "cohort.json", json.dumps(cohort.summary(), indent=1))
+    write_text_atomic(out_dir / "cohort.json", json.dumps(cohort.summary(), indent=1))
 
 
 def crossval(
@@ -129,12 +121,12 @@ def crossval(
         model = fit(train, config, fold_dir / MODEL_FILE, description=f"{cohort.target} fold {k}")
         df = predict_cohort(model, test, description=f"fold {k}: testing")
         df["fold"] = k
-        write_atomic(preds_path, df.to_csv(index=False))
+        write_text_atomic(preds_path, df.to_csv(index=False))
         frames.append(df)
     if fold is not None:
         return frames[0]
     pooled = pd.concat(frames, ignore_index=True)
-    write_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
+    write_text_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
     return pooled
 
 
