@@ -18,6 +18,7 @@ import numpy as np
 
 from slidepredict.errors import CohortError, FeatureFileError
 from slidepredict.slide import slide_stem
+from slidepredict.tables import read_table, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -121,32 +122,6 @@ def read_bag_rows(path: Path, rows: np.ndarray | None) -> tuple[np.ndarray, np.n
         feats = ds[0, sel] if ds.ndim == 3 else ds[sel]
     coords = meta.coords if meta.coords is None or rows is None else meta.coords[rows]
     return np.asarray(feats, dtype=np.float32), coords
-
-
-def read_table(path: str | os.PathLike[str]) -> Any:
-    """CSV or XLSX as strings (so '007' stays '007' and 1 never becomes 1.0); blanks become NaN."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise CohortError(f"table not found: {path}")
-    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
-        df = pd.read_excel(path, dtype=str)
-    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        df = pd.read_csv(path, dtype=str, sep=None if path.suffix.lower() != ".csv" else ",", engine="python")
-    else:
-        raise CohortError(f"{path}: unsupported table format '{path.suffix}'; use .csv or .xlsx")
-    df.columns = [str(c).strip() for c in df.columns]
-    return df.apply(lambda col: col.str.strip()).replace("", np.nan)
-
-
-def _require_columns(df: Any, columns: Sequence[str], path: Path, what: str) -> None:
-    for col in columns:
-        if col not in df.columns:
-            raise CohortError(
-                f"{what} column '{col}' not in {path.name} (columns: {', '.join(map(str, df.columns))}); "
-                "check the spelling or set the column name option"
-            )
 
 
 def index_feature_files(features_dir: str | os.PathLike[str]) -> dict[str, list[Path]]:
@@ -303,7 +278,7 @@ def _slide_files(slide_table: Path | None, index: dict[str, list[Path]], patient
         out = {key: [_match_slide(key, index)] for key in sorted(index)}
         return out, set(out)  # type: ignore[return-value]
     st = read_table(slide_table)
-    _require_columns(st, [patient_col, filename_col], slide_table, "slide table")
+    require_columns(st, [patient_col, filename_col], slide_table, "slide table")
     incomplete = st[st[patient_col].isna() | st[filename_col].isna()]
     drops.add(f"slide-table rows without {patient_col} or {filename_col}", [str(i + 2) for i in incomplete.index])
     st = st.drop(incomplete.index).drop_duplicates([patient_col, filename_col])
@@ -333,9 +308,9 @@ def _labels(clini_table: Path, target: str | None, patient_col: str, categories:
             have: set[str], listed: set[str], drops: DropReport) -> tuple[dict[str, str | None], list[str]]:
     """patient -> label (None without a target) for patients that have features and a valid label."""
     ct = read_table(clini_table)
-    _require_columns(ct, [patient_col], clini_table, "patient")
+    require_columns(ct, [patient_col], clini_table, "patient")
     if target is not None:
-        _require_columns(ct, [target], clini_table, "target")
+        require_columns(ct, [target], clini_table, "target")
     ct = ct.dropna(subset=[patient_col])
     rows: dict[str, str | None] = dict.fromkeys(ct[patient_col])
     if target is not None:
