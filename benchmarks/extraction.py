@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from slidepredict.features import ExtractParams, load_encoder
-from slidepredict.features.extraction import Runner, extract_slide, features_path
+from slidepredict.features.extraction import Runner, auto_workers, extract_slide, features_path
 from slidepredict.slide import open_slide
 from slidepredict.synthetic import make_slide
 from slidepredict.tiling import TilingParams, coords_path, load_coords, tile_slide
@@ -87,13 +87,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", default="resnet50-trunc")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="default: the same auto choice as `extract`")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the model (default: torch's)")
     ap.add_argument("--tile-um", type=float, default=112.0, help="112 um = 224 px at 0.5 um/px, no resampling")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"encoder {args.encoder}, batch {args.batch_size}, workers {args.workers}, "
+          f"encoder {args.encoder}, batch {args.batch_size}, "
+          f"workers {'auto (%d)' % auto_workers(torch.device('cpu')) if args.workers is None else args.workers}, "
           f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

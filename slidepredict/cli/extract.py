@@ -27,7 +27,9 @@ def extract(
     tile_px: int | None = typer.Option(None, help="Tile edge in pixels fed to the encoder (default: its input size)."),
     min_tissue: float = typer.Option(0.5, help="Minimum tissue fraction of a kept tile (when tiling)."),
     batch_size: int = typer.Option(64, help="Tiles per forward pass."),
-    workers: int = typer.Option(1, help="DataLoader processes decoding tiles (0: decode in the main process)."),
+    workers: int | None = typer.Option(
+        None, help="DataLoader processes decoding tiles (0: decode in the main process; default: auto by device and cores)."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 | fp16 (auto: bf16 where the hardware has it)."),
     dtype: str = typer.Option("float32", help="Stored feature type: float32 | float16."),

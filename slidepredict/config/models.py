@@ -43,7 +43,7 @@ class ExtractConfig(Section):
     encoder: str = Field("resnet50-trunc", description="Encoder name (see `slidepredict encoders`).")
     weights: str | None = Field(None, description="Weights: a file, 'local-dir:PATH', 'random' (tests only), or null for the HF cache.")
     batch_size: int = Field(64, gt=0, description="Tiles per forward pass.")
-    workers: int = Field(1, ge=0, description="DataLoader worker processes reading tiles.")
+    workers: int | None = Field(None, ge=0, description="DataLoader processes decoding tiles (null: auto by device and cores).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the encoder runs.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Autocast precision (auto: bf16 where supported).")
     stain_norm: Literal["none", "macenko"] = Field("none", description="Stain normalisation before encoding.")
