@@ -188,6 +188,25 @@ def test_missing_weights_offline_message(offline_cache):
     assert hf_cache_dir() == offline_cache
 
 
+def test_unreachable_hub_fails_fast_without_offline_flag(offline_cache, monkeypatch):
+    """Without HF_HUB_OFFLINE a machine with no network must not sit through the hub's retries."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with socket.socket() as s:  # a local port nobody listens on: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    start = time.perf_counter()
+    with pytest.raises(MissingWeightsError) as err:
+        resolve_weights(get_encoder("uni"))
+    assert time.perf_counter() - start < 10
+    assert "(the Hugging Face hub is not reachable from this machine). On a connected machine" in str(err.value)
+
+
 @pytest.mark.parametrize("name", HEAVY + CHEAP)
 def test_every_hub_encoder_reports_missing_weights(name, offline_cache):
     """Never silently random: without weights, each hub encoder fails with the same clear error."""

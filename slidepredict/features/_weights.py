@@ -114,11 +114,29 @@ def missing_weights_message(cfg: EncoderConfig, reason: str) -> str:
     )
 
 
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """One quick connection to the hub, so an offline machine fails at once instead of after
+    huggingface_hub's minute of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def _try_download(cfg: EncoderConfig) -> Path | str:
     """Download into the cache when online; returns the path, or why it failed."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
+    if not hub_reachable():
+        return "the Hugging Face hub is not reachable from this machine"
     reasons = []
     for fname in cfg.weight_files:
         try:
