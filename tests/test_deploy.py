@@ -110,7 +110,7 @@ def test_encoder_mismatch_is_refused_before_any_output(cv: Path, tmp_path: Path)
         deploy([cv], feats, out, clini=clini, slide_table=slides)
     assert str(err.value) == (
         f"features in {feats / 'PAT-02-0000-S0.h5'} come from encoder 'other-encoder' (hash otherhash) but model "
-        "model.ckpt was trained on 'fake-encoder' (hash fakehash0); extract features with encoder 'fake-encoder' "
+        f"{cv / 'fold-0' / 'model.ckpt'} was trained on 'fake-encoder' (hash fakehash0); extract features with encoder 'fake-encoder' "
         "at 256.0 um tiles"
     )
     assert not out.exists()
@@ -124,7 +124,7 @@ def test_tile_size_mismatch_is_refused(cv: Path, tmp_path: Path) -> None:
     with pytest.raises(FeatureFileError) as err:
         deploy([cv], feats, tmp_path / "out", slide_table=slides)
     assert str(err.value) == (
-        f"features in {feats / 'PAT-03-0000-S0.h5'} use 512.0 um tiles but model model.ckpt was trained on "
+        f"features in {feats / 'PAT-03-0000-S0.h5'} use 512.0 um tiles but model {cv / 'fold-0' / 'model.ckpt'} was trained on "
         "256.0 um tiles; extract features with encoder 'fake-encoder' at 256.0 um tiles"
     )
     assert not (tmp_path / "out").exists()

@@ -223,7 +223,7 @@ def test_a_bad_slide_fails_alone_and_leaves_nothing(setup: dict, tmp_path: Path)
         f"{root / 'features' / 'S1.h5'} was extracted from a 700 x 500 px slide but S1.tif is 512 x 640 px; "
         "point --features at this slide's feature files"
     )
-    assert "come from encoder 'other-encoder' (hash h0) but model model.ckpt was trained on 'fake-encoder'" in reasons["S2.tif"]
+    assert f"come from encoder 'other-encoder' (hash h0) but model {setup['model']} was trained on 'fake-encoder'" in reasons["S2.tif"]
     assert sorted(p.name for p in (root / "out").iterdir()) == ["S0"]
 
 

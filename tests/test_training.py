@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import re
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,12 +141,12 @@ def test_checkpoint_metadata_loading_and_feature_checks(tiny: tuple[Path, Path, 
     with pytest.raises(FeatureFileError) as e:
         loaded.check_features(FeatureSpec("uni", "abc", 16, 256.0, 224), "x.h5")
     assert str(e.value) == (
-        "features in x.h5 come from encoder 'uni' (hash abc) but model model.ckpt was trained on 'fake-encoder' "
+        f"features in x.h5 come from encoder 'uni' (hash abc) but model {ckpt} was trained on 'fake-encoder' "
         "(hash fakehash0); extract features with encoder 'fake-encoder' at 256.0 um tiles"
     )
-    with pytest.raises(FeatureFileError, match=r"^features in x.h5 have 512 dimensions but model model.ckpt expects 16"):
+    with pytest.raises(FeatureFileError, match=rf"^features in x.h5 have 512 dimensions but model {re.escape(str(ckpt))} expects 16"):
         loaded.check_features(FeatureSpec("unknown", "unknown", 512), "x.h5")
-    with pytest.raises(FeatureFileError, match=r"^features in x.h5 use 128.0 um tiles but model model.ckpt was trained on 256.0"):
+    with pytest.raises(FeatureFileError, match=rf"^features in x.h5 use 128.0 um tiles but model {re.escape(str(ckpt))} was trained on 256.0"):
         loaded.check_features(FeatureSpec("fake-encoder", "fakehash0", 16, 128.0, 224), "x.h5")
     assert train_final(cohort, tmp_path / "final", TrainConfig(**FAST)) == ckpt  # complete: skipped
 

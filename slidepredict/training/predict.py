@@ -39,18 +39,18 @@ class LoadedModel:
         fix = f"extract features with encoder '{want.encoder}' at {want.tile_size_um} um tiles"
         if spec.dim != want.dim:
             raise FeatureFileError(
-                f"features in {source} have {spec.dim} dimensions but model {self.path.name} expects {want.dim} "
+                f"features in {source} have {spec.dim} dimensions but model {self.path} expects {want.dim} "
                 f"(encoder '{want.encoder}'); {fix}"
             )
         known = UNKNOWN not in (spec.encoder, want.encoder)
         if known and (spec.encoder, spec.encoder_hash) != (want.encoder, want.encoder_hash):
             raise FeatureFileError(
                 f"features in {source} come from encoder '{spec.encoder}' (hash {spec.encoder_hash}) but model "
-                f"{self.path.name} was trained on '{want.encoder}' (hash {want.encoder_hash}); {fix}"
+                f"{self.path} was trained on '{want.encoder}' (hash {want.encoder_hash}); {fix}"
             )
         if None not in (spec.tile_size_um, want.tile_size_um) and not np.isclose(spec.tile_size_um, want.tile_size_um):  # type: ignore[arg-type]
             raise FeatureFileError(
-                f"features in {source} use {spec.tile_size_um} um tiles but model {self.path.name} was trained on "
+                f"features in {source} use {spec.tile_size_um} um tiles but model {self.path} was trained on "
                 f"{want.tile_size_um} um tiles; {fix}"
             )
         if not known and spec.encoder != want.encoder:
