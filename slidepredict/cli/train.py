@@ -32,29 +32,16 @@ FilenameCol = Annotated[str, typer.Option("--filename-col", help="Slide file col
 def _run(mode: str, clini: Path, slides_table: Path, features: Path, targets: list[str], out: Path,
          folds: int, categories: list[str] | None, patient_col: str, filename_col: str, fold: int | None = None,
          **train: object) -> None:
-    """Shared body: one cohort and one model (or fold set) per target, then a one-line summary each."""
-    from slidepredict.cohort import build_cohort
     from slidepredict.errors import SlidePredictError
-    from slidepredict.training import TrainConfig, crossval, pooled_auroc, train_final
+    from slidepredict.training import TrainConfig
+    from slidepredict.training.targets import run_targets
 
     try:
-        if categories and len(targets) > 1:
-            fail("--categories applies to a single --target; run one command per target instead")
-        config = TrainConfig(**train)  # type: ignore[arg-type]
-        for target in dict.fromkeys(targets):
-            cohort = build_cohort(features, slides_table, clini, target=target, categories=categories,
-                                  patient_col=patient_col, filename_col=filename_col)
-            if mode == "crossval" and fold is not None:
-                crossval(cohort, out / target, config, folds=folds, fold=fold)
-                typer.echo(f"{target}: fold {fold} of {folds} done -> {out / target / f'fold-{fold}'}")
-            elif mode == "crossval":
-                preds = crossval(cohort, out / target, config, folds=folds)
-                auc = pooled_auroc(preds, target, cohort.categories)
-                typer.echo(f"{target}: {folds}-fold cross-validation of {len(cohort)} patients, pooled AUROC "
-                           f"{auc:.3f} -> {out / target / 'patient-preds.csv'}")
-            else:
-                ckpt = train_final(cohort, out / target, config)
-                typer.echo(f"{target}: model trained on {len(cohort)} patients -> {ckpt}")
+        lines = run_targets(mode, features, slides_table, clini, targets, out, TrainConfig(**train),  # type: ignore[arg-type]
+                            folds=folds, fold=fold, categories=categories, patient_col=patient_col,
+                            filename_col=filename_col)
+        for line in lines:
+            typer.echo(line)
     except SlidePredictError as exc:
         fail(str(exc))
 
