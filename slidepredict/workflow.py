@@ -16,6 +16,7 @@ from typing import Any
 
 from slidepredict.config import RunConfig, write_resolved
 from slidepredict.errors import SlidePredictError
+from slidepredict.registry import Registry
 
 log = logging.getLogger("slidepredict")
 
@@ -67,17 +68,9 @@ class RunContext:
 
 
 StageFn = Callable[[RunContext], str | None]
-STAGES: dict[str, StageFn] = {}
-
-
-def register_stage(name: str) -> Callable[[StageFn], StageFn]:
-    """Stages run in registration order; a stage returns a one-line summary or None when skipped."""
-
-    def deco(fn: StageFn) -> StageFn:
-        STAGES[name] = fn
-        return fn
-
-    return deco
+# Stages run in registration order; a stage returns a one-line summary, or None when not configured.
+STAGES: Registry[StageFn] = Registry("stage")
+register_stage = STAGES.register
 
 
 def _targets(ctx: RunContext) -> list[str]:

@@ -12,17 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from slidepredict.config.models import RunConfig
+from slidepredict.registry import Registry
 
 Mapper = Callable[[RunConfig], dict[str, Any]]
-COMMANDS: dict[str, Mapper] = {}
-
-
-def register_command(name: str) -> Callable[[Mapper], Mapper]:
-    def deco(fn: Mapper) -> Mapper:
-        COMMANDS[name] = fn
-        return fn
-
-    return deco
+COMMANDS: Registry[Mapper] = Registry("command")
+register_command = COMMANDS.register
 
 
 def _plain(value: Any) -> Any:

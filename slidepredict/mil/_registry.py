@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slidepredict.errors import ConfigError
+from slidepredict.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +54,15 @@ class MILHead(nn.Module):
 
 
 H = TypeVar("H", bound=type[MILHead])
-_REGISTRY: dict[str, type[MILHead]] = {}
+_REGISTRY: Registry[type[MILHead]] = Registry("MIL head")
 
 
 def register_mil(name: str) -> Callable[[H], H]:
     """Class decorator that makes a head available to ``create_mil`` and ``--model``."""
 
     def deco(cls: H) -> H:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            log.warning("MIL head %r registered twice; %s replaces %s", name, cls.__name__, _REGISTRY[name].__name__)
         cls.name = name  # type: ignore[attr-defined]
-        _REGISTRY[name] = cls
-        return cls
+        return _REGISTRY.register(name)(cls)
 
     return deco
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from slidepredict.registry import Registry
+
 MAX_PRED_ROWS = 500
 
 THUMB_PX = 360
@@ -31,19 +33,9 @@ class Section:
 
 
 SectionFn = Callable[[Path, Any], "Section | None"]
-SECTIONS: dict[str, SectionFn] = {}
-
-
-def register_section(key: str) -> Callable[[SectionFn], SectionFn]:
-    """Add a section; the page shows them in registration order."""
-
-    def deco(fn: SectionFn) -> SectionFn:
-        if key in SECTIONS:
-            raise ValueError(f"report section {key!r} registered twice")
-        SECTIONS[key] = fn
-        return fn
-
-    return deco
+# The page shows the sections in registration order.
+SECTIONS: Registry[SectionFn] = Registry("report section")
+register_section = SECTIONS.register
 
 
 def _rel(path: Path, run_dir: Path) -> str:
