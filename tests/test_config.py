@@ -126,3 +126,15 @@ def test_docs_config_reference_is_current() -> None:
     """docs/config.md is generated; regenerate with `python -m slidepredict.config.template > docs/config.md`."""
     docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     assert docs.read_text() == reference_markdown()
+
+
+def test_registry_names_are_checked(tmp_path: Path) -> None:
+    path = _write(tmp_path, {**BASE, "training": {"targets": ["MSI"], "model": "clam"}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: 'training.model' must be one of attention, mean, tile-vote, transformer (got 'clam')"
+    path = _write(tmp_path, {**BASE, "extract": {"encoder": "UNI"}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: 'extract.encoder' must be one of h-optimus-0, kaiko-vits16, ")
+    assert str(err.value).endswith(" (got 'UNI')")
