@@ -53,15 +53,18 @@ def gather(index: np.ndarray, values: np.ndarray) -> np.ndarray:
 def blend(thumb: np.ndarray, value_map: np.ndarray, cmap: str) -> np.ndarray:
     """Colour-mapped scores alpha-blended onto the thumbnail where tiles lie; elsewhere the thumbnail as is.
 
-    Blending here (rather than stacking two images in matplotlib) means one image to resample and encode.
+    Colours come from a 256-entry lookup table and the blend is integer arithmetic, so the
+    extra memory is a few bytes per thumbnail pixel, not float copies of the whole image.
     """
     from matplotlib import colormaps
 
     covered = ~np.isnan(value_map)
-    out = thumb.copy()
-    colours = colormaps[cmap](np.clip(value_map[covered], 0.0, 1.0), bytes=True)[:, :3].astype(np.float32)
-    out[covered] = np.round(thumb[covered] * (1.0 - ALPHA) + colours * ALPHA).astype(np.uint8)
-    return out
+    levels = np.zeros(value_map.shape, dtype=np.uint8)
+    levels[covered] = np.round(np.clip(value_map[covered], 0.0, 1.0) * 255).astype(np.uint8)
+    lut = colormaps[cmap](np.linspace(0.0, 1.0, 256), bytes=True)[:, :3].astype(np.uint16)
+    alpha = round(ALPHA * 256)
+    mixed = (thumb.astype(np.uint16) * (256 - alpha) + lut[levels] * alpha + 128) >> 8
+    return np.where(covered[..., None], mixed.astype(np.uint8), thumb)
 
 
 def draw_overlay(
@@ -69,28 +72,30 @@ def draw_overlay(
 ) -> Path:
     """Thumbnail with the score map on top, a 0..1 colour bar and a two-line title, as a PNG.
 
-    The figure's DPI is chosen so the thumbnail is drawn at its native size: no resampling
-    blur, and text stays legible at any thumbnail size.
+    Matplotlib draws only the title and the colour bar; the blended thumbnail is pasted into
+    the rendered canvas pixel for pixel. No resampling blur, text legible at any thumbnail
+    size, and no float copies of the image inside matplotlib.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from PIL import Image
 
     h, w = thumb.shape[:2]
     dpi = max(60.0, max(h, w) / 9.0)  # the long side spans 9 inches
     top, right = 0.65, 1.3  # inches for the title and the colour bar
-    fig = Figure(figsize=(w / dpi + right, h / dpi + top), dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig = Figure(figsize=(w / dpi + right, h / dpi + top), dpi=dpi, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
     fw, fh = fig.get_size_inches()
-    ax = fig.add_axes((0.0, 0.0, (w / dpi) / fw, (h / dpi) / fh))
-    ax.imshow(blend(thumb, value_map, cmap), interpolation="nearest")
-    ax.set_axis_off()
     fig.suptitle(title, fontsize=12, x=(w / dpi) / fw / 2, y=1 - 0.08 / fh, va="top")
     cax = fig.add_axes(((w / dpi + 0.25) / fw, 0.05, 0.2 / fw, (h / dpi) / fh - 0.1))
     bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), cax=cax)
     bar.set_label(label, fontsize=11)
-    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
+    canvas.draw()
+    page = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
+    page.paste(Image.fromarray(blend(thumb, value_map, cmap)), (0, page.height - h))
+    page.save(path, format="PNG", compress_level=1)
     return path
 
 
