@@ -3,8 +3,8 @@
 A 60,000 x 40,000 px pyramidal TIFF (0.25 um/px, 2.4 gigapixels, 7.2 GB decoded) is written
 tile by tile, so generating it needs no more memory than one tile; a feature file with one
 1,024-dimensional random feature per tissue tile and a random-init attention model complete the
-inputs. Each heatmaps run happens in its own process, whose peak resident memory (ru_maxrss)
-is the figure. The reference, in the same run, is the same pipeline on a 6,000 x 4,000 px slide
+inputs. Each heatmaps run happens in its own process, whose peak resident memory (VmHWM from
+/proc/self/status; ru_maxrss would carry over the generating parent's peak) is the figure. The reference, in the same run, is the same pipeline on a 6,000 x 4,000 px slide
 generated the same way: if memory is bounded by the thumbnail and not the slide, the two peaks
 match although the slide is 100 times larger. Time is reported relative to reading the
 thumbnail alone, the one step that has to touch the slide's pyramid.
@@ -113,16 +113,23 @@ def make_inputs(root: Path, w: int, h: int) -> tuple[Path, Path, Path]:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
+
+def hwm():
+    # peak RSS of this process image in KiB; unlike ru_maxrss it does not inherit the parent's peak across fork/exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 from pathlib import Path
 mode, model, slides, features, out, name = sys.argv[1:]
 import torch
-torch_only = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+torch_only = hwm()
 from slidepredict.heatmaps import heatmaps
 from slidepredict.slide import open_slide
 from slidepredict.training import load_model
 loaded = load_model(model)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 t0 = time.perf_counter()
 if mode == "thumbnail":
     with open_slide(next(Path(slides).glob(name + ".*"))) as s:
@@ -131,14 +138,14 @@ if mode == "thumbnail":
 else:
     n = len(heatmaps(loaded, slides, features, out, slides=[name], topk=8))
 dt = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm()
 print(json.dumps({"seconds": dt, "peak_mib": peak / 1024, "baseline_mib": base / 1024,
                   "torch_mib": torch_only / 1024, "ok": n == 1}))
 """
 
 
 def measure(mode: str, model: Path, slides: Path, features: Path, out: Path, name: str) -> dict[str, float]:
-    """One fresh process per measurement, so ru_maxrss is that run's peak alone."""
+    """One fresh process per measurement, so VmHWM is that run's peak alone."""
     res = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(slides), str(features), str(out), name],
                          capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
