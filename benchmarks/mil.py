@@ -31,7 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    """Peak RSS of this process image (VmHWM); ru_maxrss would carry over the generating parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # not Linux: KiB as well
 
 
 def generate(data: Path, args: argparse.Namespace) -> float:
