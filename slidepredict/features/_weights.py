@@ -7,19 +7,18 @@ for real ones. Every weight, whatever its source, is loaded by :func:`load_state
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slidepredict.digest import file_sha256
 from slidepredict.errors import ConfigError, SlidePredictError
 from slidepredict.features._registry import EncoderConfig
 
 LOCAL_DIR = "local-dir:"
 _RANDOM = re.compile(r"^random(?:-(\d+))?$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class MissingWeightsError(SlidePredictError):
@@ -171,23 +170,6 @@ def _from_file(cfg: EncoderConfig, path: Path) -> ResolvedWeights:
     return ResolvedWeights("file", path=path)
 
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a weight file; free for HF cache blobs, whose file name is their sha256."""
-    real = Path(os.path.realpath(path))
-    if _SHA256.match(real.name) and real.parent.name == "blobs":
-        return real.name
-    st = real.stat()
-    key = (str(real), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(real, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:

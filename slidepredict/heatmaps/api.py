@@ -8,7 +8,6 @@ a result; ``heatmaps.json`` records the settings and inputs, so reruns skip fini
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from slidepredict import batch
+from slidepredict.digest import file_sha256
 from slidepredict.errors import MPPError, SlidePredictError
 from slidepredict.h5io import read_features
 from slidepredict.heatmaps.overlay import map_scale, write_overlays
@@ -60,14 +60,6 @@ class HeatmapRun:
 
     folders: list[Path] = field(default_factory=list)
     result: batch.BatchResult = field(default_factory=batch.BatchResult)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def select_slides(slides_dir: Path, features_dir: Path, names: Sequence[str] | None) -> list[tuple[Path, Path]]:
@@ -199,7 +191,7 @@ def run_heatmaps(
     params = params or HeatmapParams()
     params.validate()
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
-    model_sha = _sha256(loaded.path)
+    model_sha = file_sha256(loaded.path)
     pairs = select_slides(Path(slides_dir), Path(features_dir), slides)
     if max_slides is not None and not slides:
         pairs = pairs[:max_slides]
