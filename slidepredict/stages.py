@@ -122,4 +122,5 @@ def heatmaps(model: Path, cohort: CohortConfig, features: Path, out: Path, cfg: 
     if not names:
         have = {p.stem for p in features.glob("*.h5")}
         names = [slide_stem(s) for s in find_slides([cohort.slides_dir]) if slide_stem(s) in have][: cfg.max_slides]
-    return run_heatmaps(model, cohort.slides_dir, features, out, slides=names, topk=cfg.topk, mpp=cohort.mpp)
+    return run_heatmaps(model, cohort.slides_dir, features, out, slides=names, topk=cfg.topk, mpp=cohort.mpp,
+                        slide_table=cohort.slide_table, patient_col=cohort.patient_col, filename_col=cohort.filename_col)

@@ -266,3 +266,29 @@ def test_end_to_end_positive_score_finds_the_planted_region(tmp_path: Path) -> N
         score.append(df[cohort.classes[1]].to_numpy())
     auroc = roc_auc_score(np.concatenate(truth), np.concatenate(score))
     assert auroc >= 0.9, auroc
+
+
+def test_titles_show_the_patient_prediction_over_all_its_slides(setup: dict[str, Path], tmp_path: Path) -> None:
+    """With a slide table, a two-slide patient's heatmaps carry the prediction from both slides' tiles."""
+    from slidepredict.heatmaps.overlay import map_title
+    from slidepredict.training import load_model, predict_bag
+
+    root = setup["root"]
+    table = tmp_path / "slides.csv"
+    table.write_text("PATIENT,FILENAME\nP1,S0.tif\nP1,S1.tif\n")
+    out = tmp_path / "out"
+    folders = heatmaps(setup["model"], root / "slides", root / "features", out, topk=0, thumb_px=256, slide_table=table)
+    assert folders == [out / "S0", out / "S1"]
+    loaded = load_model(setup["model"])
+    bags = [read_features(root / "features" / f"S{i}.h5") for i in (0, 1)]
+    both, _, _ = predict_bag(loaded, np.concatenate([b.features for b in bags]), np.concatenate([b.coords for b in bags]))
+    alone, _, _ = predict_bag(loaded, bags[0].features, bags[0].coords)
+    assert not np.allclose(both, alone)
+    for folder in folders:
+        done = json.loads((folder / "heatmaps.json").read_text())
+        assert done["patient"] == "P1"
+        np.testing.assert_allclose([done["probabilities"][c] for c in CATS], both, rtol=1e-6)
+    scores = TileScores(coords=np.zeros((1, 2), np.int64), size0=1, attention=np.ones(1), attention_raw=np.ones(1),
+                        class_scores=np.full((1, 2), 0.5), categories=CATS, target="MSI", probs=both, patient="P1")
+    title, _ = map_title("S0", CATS[0], scores)
+    assert title.splitlines()[1].startswith("patient P1: prediction MSI = ")

@@ -21,6 +21,11 @@ def heatmaps(
     mpp: float | None = typer.Option(None, help="Microns per pixel for slides whose files lack it (default: the feature file's)."),
     thumb_px: int = typer.Option(2048, help="Long side of the overlay thumbnails in pixels."),
     device: str = typer.Option("cpu", help="cpu | cuda."),
+    slides_table: Path | None = typer.Option(
+        None, "--slides-table", help="Slide table (PATIENT, FILENAME): titles then show the patient's prediction over all its slides."
+    ),
+    patient_col: str = typer.Option("PATIENT", "--patient-col", help="Patient column of the slide table."),
+    filename_col: str = typer.Option("FILENAME", "--filename-col", help="Slide file column of the slide table."),
 ) -> None:
     """Per-tile attention and class scores: tile-scores.csv, overlays, top tiles, GeoJSON and OME-TIFF for QuPath."""
     from slidepredict.errors import SlidePredictError
@@ -28,7 +33,8 @@ def heatmaps(
 
     try:
         params = HeatmapParams(topk=topk, thumb_px=thumb_px, mpp=mpp)
-        run = run_heatmaps(model, slides, features, out, slides=slide or None, params=params, device=device)
+        run = run_heatmaps(model, slides, features, out, slides=slide or None, params=params, device=device,
+                           slide_table=slides_table, patient_col=patient_col, filename_col=filename_col)
     except SlidePredictError as exc:
         fail(str(exc))
         return

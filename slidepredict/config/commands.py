@@ -118,6 +118,8 @@ def _heatmaps(cfg: RunConfig) -> dict[str, Any]:
     target, layout, h = _first_target(cfg), _layout(cfg), cfg.heatmaps
     values: dict[str, Any] = {
         "slides": cfg.cohort.slides_dir, "features": layout.features, "topk": h.topk, "mpp": cfg.cohort.mpp,
+        "slides_table": cfg.cohort.slide_table, "patient_col": cfg.cohort.patient_col,
+        "filename_col": cfg.cohort.filename_col,
     }
     if h.slides:
         values["slide"] = list(h.slides)

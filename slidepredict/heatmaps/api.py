@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from slidepredict.digest import file_sha256
 from slidepredict.errors import MPPError, SlidePredictError
 from slidepredict.h5io import read_features
 from slidepredict.heatmaps.overlay import map_scale, write_overlays
+from slidepredict.heatmaps.patients import PatientPrediction, patient_predictions
 from slidepredict.heatmaps.qupath import score_stack, write_geojson, write_ome_tiff
 from slidepredict.heatmaps.scores import check_same_slide, score_slide
 from slidepredict.heatmaps.tiles import contact_sheet, extract_tiles
@@ -106,10 +107,11 @@ def _open(slide_path: Path, params: HeatmapParams, attrs: dict[str, Any]) -> Sli
         return open_slide(slide_path, mpp=float(attrs["mpp"]))
 
 
-def _fingerprint(model_sha: str, features: Path, params: HeatmapParams) -> dict[str, Any]:
+def _fingerprint(model_sha: str, features: Path, params: HeatmapParams, patient: PatientPrediction | None) -> dict[str, Any]:
     st = features.stat()
     return {"model_sha256": model_sha, "features": str(features.resolve()), "features_size": st.st_size,
-            "features_mtime_ns": st.st_mtime_ns, "params": {k: v for k, v in vars(params).items() if k != "mpp"}}
+            "features_mtime_ns": st.st_mtime_ns, "params": {k: v for k, v in vars(params).items() if k != "mpp"},
+            "patient": None if patient is None else [patient.patient, [round(float(p), 6) for p in patient.probs]]}
 
 
 def _is_done(folder: Path, fingerprint: dict[str, Any]) -> bool:
@@ -129,12 +131,14 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folder: Path, stem: str,
-               params: HeatmapParams) -> dict[str, Any]:
+               params: HeatmapParams, patient: PatientPrediction | None = None) -> dict[str, Any]:
     """Every output file of one slide into ``folder``; returns the summary stored in ``heatmaps.json``."""
     bag = read_features(features_path)
     with _open(slide_path, params, bag.attrs) as slide:
         check_same_slide(bag.attrs, slide.dimensions, str(features_path), slide_path.name)
         scores = score_slide(loaded, bag, float(slide.mpp))
+        if patient is not None:
+            scores = replace(scores, probs=patient.probs, patient=patient.patient)
         bag = None  # type: ignore[assignment]  # features are no longer needed; free them before drawing
         scores.frame().to_csv(folder / SCORES_FILE, index=False, float_format="%.6g")
         write_geojson(scores, folder / f"{stem}.geojson", stem)
@@ -149,18 +153,18 @@ def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folde
         scale = map_scale(slide.dimensions, scores.size0, params.map_px)
         stack, names = score_stack(scores, slide.dimensions, scale)
         write_ome_tiff(stack, names, folder / f"{stem}_probability.ome.tif", float(slide.mpp) * scale)
-        return {"slide": str(slide_path), "mpp": float(slide.mpp), "n_tiles": int(len(scores.coords)),
+        return {"slide": str(slide_path), "patient": scores.patient, "mpp": float(slide.mpp), "n_tiles": int(len(scores.coords)),
                 "target": scores.target, "prediction": scores.prediction,
                 "probabilities": dict(zip(scores.categories, map(float, scores.probs))),
                 "map_downsample": scale}
 
 
 def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, out_dir: Path,
-                  params: HeatmapParams, model_sha: str) -> str:
+                  params: HeatmapParams, model_sha: str, patient: PatientPrediction | None = None) -> str:
     """One slide into ``<out_dir>/<stem>/``; returns batch.DONE or batch.SKIPPED (finished with the same inputs)."""
     stem = slide_stem(slide_path)
     final = out_dir / stem
-    fingerprint = _fingerprint(model_sha, features_path, params)
+    fingerprint = _fingerprint(model_sha, features_path, params, patient)
     if _is_done(final, fingerprint):
         return batch.SKIPPED
     for stale in out_dir.glob(f".{stem}.partial-*"):
@@ -168,7 +172,7 @@ def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, ou
     tmp = out_dir / f".{stem}.partial-{os.getpid()}"
     tmp.mkdir()
     try:
-        summary = draw_slide(loaded, slide_path, features_path, tmp, stem, params)
+        summary = draw_slide(loaded, slide_path, features_path, tmp, stem, params, patient)
         (tmp / DONE_FILE).write_text(json.dumps({**summary, "inputs": fingerprint}, indent=1))
         _publish(tmp, final)
     finally:
@@ -186,8 +190,14 @@ def run_heatmaps(
     params: HeatmapParams | None = None,
     max_slides: int | None = None,
     device: str = "cpu",
+    slide_table: str | os.PathLike[str] | None = None,
+    patient_col: str = "PATIENT",
+    filename_col: str = "FILENAME",
 ) -> HeatmapRun:
-    """Like :func:`heatmaps`, but also returns the batch outcome (failures, exit code) for the CLI."""
+    """Like :func:`heatmaps`, but also returns the batch outcome (failures, exit code) for the CLI.
+
+    With a ``slide_table``, titles show the patient's prediction over all its slides.
+    """
     params = params or HeatmapParams()
     params.validate()
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
@@ -197,10 +207,12 @@ def run_heatmaps(
         pairs = pairs[:max_slides]
     out = batch.check_writable(out_dir)
     features_of = dict(pairs)
+    patients = {} if slide_table is None else patient_predictions(
+        loaded, features_dir, slide_table, [f.stem for _, f in pairs], patient_col, filename_col)
     run = HeatmapRun()
     run.result = batch.run_per_slide(
         [p for p, _ in pairs],
-        lambda p: heatmap_slide(loaded, p, features_of[p], out, params, model_sha),
+        lambda p: heatmap_slide(loaded, p, features_of[p], out, params, model_sha, patients.get(features_of[p].stem)),
         f"Heatmaps ({loaded.meta.target})",
     )
     finished = set(run.result.done) | set(run.result.skipped)
@@ -221,10 +233,14 @@ def heatmaps(
     map_px: int = 4096,
     max_slides: int | None = None,
     device: str = "cpu",
+    slide_table: str | os.PathLike[str] | None = None,
+    patient_col: str = "PATIENT",
+    filename_col: str = "FILENAME",
 ) -> list[Path]:
     """Draw heatmaps, top tiles and QuPath files for every slide with features; returns the per-slide folders.
 
     A slide that fails is logged in one line and left out of the list; the others go on.
     """
     params = HeatmapParams(topk=topk, thumb_px=thumb_px, map_px=map_px, mpp=mpp)
-    return run_heatmaps(model, slides_dir, features_dir, out_dir, slides, params, max_slides, device).folders
+    return run_heatmaps(model, slides_dir, features_dir, out_dir, slides, params, max_slides, device,
+                        slide_table, patient_col, filename_col).folders

@@ -101,7 +101,8 @@ def draw_overlay(
 
 def map_title(slide: str, name: str, scores: TileScores) -> tuple[str, str]:
     """Title naming the map and the slide-level prediction, and the colour-bar label."""
-    pred = f"prediction {scores.target} = {scores.prediction} (p = {scores.confidence:.2f})"
+    who = f"patient {scores.patient}: " if scores.patient else ""
+    pred = f"{who}prediction {scores.target} = {scores.prediction} (p = {scores.confidence:.2f})"
     if name == ATTENTION:
         return f"{slide}: attention\n{pred}", "attention (rank within slide, 1 = highest)"
     return f"{slide}: tile scores for {scores.target} = {name}\n{pred}", f"tile score for {name}"

@@ -35,7 +35,8 @@ class TileScores:
     class_scores: np.ndarray  # (N, C) per-tile class probabilities
     categories: list[str]
     target: str
-    probs: np.ndarray  # (C,) slide-level prediction
+    probs: np.ndarray  # (C,) the slide's prediction, or its patient's when the slide table is known
+    patient: str | None = None
 
     @property
     def prediction(self) -> str:
