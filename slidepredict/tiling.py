@@ -183,13 +183,8 @@ def tile_slide(
     target = coords_path(out_dir, slide_path)
     with open_slide(slide_path, mpp=mpp) as slide:
         attrs = expected_attrs(slide, params)
-        if h5io.is_complete(target, attrs):
-            return batch.SKIPPED
-        with h5io.slide_lock(target) as acquired:
-            if not acquired:
-                return batch.BUSY
-            if h5io.is_complete(target, attrs):
-                return batch.SKIPPED
+
+        def work() -> None:
             plan = _plan(slide, params)
             h5io.write_h5_atomic(
                 target, {"coords": plan.coords}, attrs, dataset_attrs={"coords": _clam_attrs(attrs, slide)}
@@ -198,7 +193,8 @@ def tile_slide(
                 from slidepredict.qc import qc_path, write_qc_image
 
                 write_qc_image(qc_path(out_dir, slide_path), plan.tissue, plan.coords, plan.size_level0)
-    return batch.DONE
+
+        return h5io.write_once(target, attrs, work)
 
 
 def load_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:

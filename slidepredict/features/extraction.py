@@ -228,13 +228,8 @@ def extract_slide(
         "coords_sha1": _coords_digest(coords),
     }
     target = features_path(out_dir, slide_path)
-    if h5io.is_complete(target, attrs, ("features", "coords")):
-        return batch.SKIPPED
-    with h5io.slide_lock(target) as acquired:
-        if not acquired:
-            return batch.BUSY
-        if h5io.is_complete(target, attrs, ("features", "coords")):
-            return batch.SKIPPED
+
+    def work() -> None:
         t0 = time.perf_counter()
         dataset = TileDataset(slide_path, coords, float(cattrs["tile_size_um"]), int(cattrs["tile_size_px"]), mpp)
         feats = runner.run(dataset)
@@ -242,7 +237,8 @@ def extract_slide(
         log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_path.name, len(coords), dt, len(coords) / max(dt, 1e-9))
         extra = {"precision": runner.precision, "weights": enc.weights.source, "n_tiles": len(coords)}
         h5io.write_h5_atomic(target, {"features": feats.astype(runner.params.features_dtype), "coords": coords}, {**attrs, **extra})
-    return batch.DONE
+
+    return h5io.write_once(target, attrs, work, ("features", "coords"))
 
 
 def extract(
