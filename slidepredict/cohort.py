@@ -97,13 +97,15 @@ def probe_feature_file(path: Path) -> SlideFeatures:
     """Shape and attributes of a feature file without reading its features."""
     import h5py
 
+    from slidepredict.h5io import plain_attrs
+
     try:
         with h5py.File(path, "r") as f:
             key = "features" if "features" in f else "feats" if "feats" in f else None
             if key is None:
                 raise FeatureFileError(f"{path}: no 'features' or 'feats' dataset; is it a coordinates-only file?")
             shape = f[key].shape
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            attrs = plain_attrs(f.attrs)
     except OSError as exc:
         raise FeatureFileError(f"{path}: not a readable HDF5 feature file ({exc.__class__.__name__})") from None
     return SlideFeatures(path, int(shape[-2]), FeatureSpec.from_attrs(attrs, shape[-1]))

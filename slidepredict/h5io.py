@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: _py(v) for k, v in f.attrs.items()}
+            attrs = plain_attrs(f.attrs)
     except (OSError, KeyError):
         return None
     return attrs if attrs.get(COMPLETE_ATTR) else None
@@ -112,6 +112,11 @@ def is_complete(path: str | os.PathLike[str], expected: Mapping[str, Any], datas
             return False
     with h5py.File(path, "r") as f:
         return all(name in f for name in datasets)
+
+
+def plain_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """h5py attributes as plain Python values (bytes decoded, NumPy scalars unwrapped)."""
+    return {k: _py(v) for k, v in attrs.items()}
 
 
 def _py(value: Any) -> Any:
@@ -155,7 +160,7 @@ def read_features(path: str | os.PathLike[str], load: bool = True) -> FeatureBag
     except OSError as exc:
         raise FeatureFileError(f"{path}: not a readable HDF5 feature file ({exc.__class__.__name__})") from None
     with f:
-        attrs = {k: _py(v) for k, v in f.attrs.items()}
+        attrs = plain_attrs(f.attrs)
         if "features" in f:
             key, layout = "features", "slidepredict" if "encoder" in attrs else "clam"
         elif "feats" in f:
@@ -250,6 +255,30 @@ def _lock_is_stale(lock: Path, stale_after_s: float) -> bool:
     if len(text) == 2 and text[0] == socket.gethostname() and text[1].isdigit():
         return not _pid_alive(int(text[1]))
     return False
+
+
+def write_once(
+    target: str | os.PathLike[str],
+    expected: Mapping[str, Any],
+    work: Callable[[], None],
+    datasets: tuple[str, ...] = ("coords",),
+) -> str:
+    """Run ``work`` (which writes ``target``) unless a matching complete file exists or another
+    process holds the slide; returns batch.DONE, SKIPPED or BUSY.
+
+    Checked again after taking the lock, so two jobs racing for one slide never both do it.
+    """
+    from slidepredict.batch import BUSY, DONE, SKIPPED
+
+    if is_complete(target, expected, datasets):
+        return SKIPPED
+    with slide_lock(target) as acquired:
+        if not acquired:
+            return BUSY
+        if is_complete(target, expected, datasets):
+            return SKIPPED
+        work()
+    return DONE
 
 
 def clean_partials(folder: str | os.PathLike[str]) -> int:
