@@ -3,6 +3,7 @@ stage is configured the same way however it is launched."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
         CohortConfig, DeployConfig, ExtractConfig, HeatmapsConfig, StatsConfig, TilingConfig, TrainingConfig,
     )
     from slidepredict.workflow import RunLayout
+
+log = logging.getLogger("slidepredict")
 
 MODEL_FILE = "model.ckpt"
 PREDS_FILE = "patient-preds.csv"
@@ -62,26 +65,27 @@ def train_config(cfg: TrainingConfig) -> Any:
     return TrainConfig(model=cfg.model, bag_size=cfg.bag_size, epochs=cfg.epochs, seed=cfg.seed)
 
 
-def cohort_for(cohort: CohortConfig, features: Path, training: TrainingConfig, target: str) -> Any:
-    from slidepredict.cohort import build_cohort
+def _one_target(mode: str, cohort: CohortConfig, features: Path, training: TrainingConfig, target: str, out: Path) -> None:
+    """The same per-target path as the `crossval`/`train` commands; ``out`` is ``<root>/<target>``."""
+    from slidepredict.training.targets import run_targets
 
-    return build_cohort(
-        features, slide_table=cohort.slide_table, clini_table=cohort.clini_table, target=target,
-        categories=training.categories.get(target), patient_col=cohort.patient_col, filename_col=cohort.filename_col,
+    lines = run_targets(
+        mode, features, cohort.slide_table, cohort.clini_table, [target], out.parent, train_config(training),
+        folds=training.folds, categories=training.categories.get(target), patient_col=cohort.patient_col,
+        filename_col=cohort.filename_col,
     )
+    for line in lines:
+        log.info(line)
 
 
 def crossval(cohort: CohortConfig, features: Path, training: TrainingConfig, target: str, out: Path) -> Path:
-    from slidepredict.training.crossval import crossval as run_crossval
-
-    run_crossval(cohort_for(cohort, features, training, target), out, train_config(training), folds=training.folds)
+    _one_target("crossval", cohort, features, training, target, out)
     return out / PREDS_FILE
 
 
 def train(cohort: CohortConfig, features: Path, training: TrainingConfig, target: str, out: Path) -> Path:
-    from slidepredict.training.crossval import train_final
-
-    return train_final(cohort_for(cohort, features, training, target), out, train_config(training))
+    _one_target("train", cohort, features, training, target, out)
+    return out / MODEL_FILE
 
 
 def models_for(layout: RunLayout, target: str, training: TrainingConfig) -> list[Path]:
