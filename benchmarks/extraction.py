@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slidepredict.features import ExtractParams, load_encoder
+from slidepredict.features import ExtractSettings, load_encoder
 from slidepredict.features.extraction import Runner, auto_workers, extract_slide, features_path
 from slidepredict.slide import open_slide
-from slidepredict.synthetic import make_slide
-from slidepredict.tiling import TilingParams, coords_path, load_coords, tile_slide
+from slidepredict.demo.synthetic import make_slide
+from slidepredict.tiling import TilingSettings, coords_path, load_coords, tile_slide
 
 CMU = Path(__file__).resolve().parents[1] / "tests" / "data" / "CMU-1-Small-Region.svs"
 CLAM_FP32_TILES_PER_S = 15.7  # CLAM's extraction of ResNet-50-trunc on this 2-core machine (issue 3)
 
 
-def _decoded_batches(slide_path: Path, coords: np.ndarray, tiling: TilingParams, batch_size: int) -> list[torch.Tensor]:
+def _decoded_batches(slide_path: Path, coords: np.ndarray, tiling: TilingSettings, batch_size: int) -> list[torch.Tensor]:
     with open_slide(slide_path) as slide:
         tiles = np.stack([slide.read_region_at(x, y, tiling.tile_um, tiling.tile_px) for x, y in coords])
     return [torch.from_numpy(tiles[i : i + batch_size]) for i in range(0, len(tiles), batch_size)]
@@ -50,7 +50,7 @@ def _model_only(runner: Runner, batches: list[torch.Tensor]) -> float:
     return sum(len(b) for b in batches) / (time.perf_counter() - t0)
 
 
-def _end_to_end(runner: Runner, slide_path: Path, out: Path, tiling: TilingParams, n: int) -> float:
+def _end_to_end(runner: Runner, slide_path: Path, out: Path, tiling: TilingSettings, n: int) -> float:
     features_path(out, slide_path).unlink(missing_ok=True)
     t0 = time.perf_counter()
     extract_slide(slide_path, out, runner, tiling, out / "coords")
@@ -58,13 +58,13 @@ def _end_to_end(runner: Runner, slide_path: Path, out: Path, tiling: TilingParam
 
 
 def bench_slide(slide_path: Path, args: argparse.Namespace, out: Path) -> list[dict]:
-    tiling = TilingParams(tile_um=args.tile_um, tile_px=224)
+    tiling = TilingSettings(tile_um=args.tile_um, tile_px=224)
     tile_slide(slide_path, out / "coords", tiling, qc=False)
     coords, _ = load_coords(coords_path(out / "coords", slide_path))
     batches = _decoded_batches(slide_path, coords, tiling, args.batch_size)
     rows = []
     for precision in ("fp32", "bf16"):
-        params = ExtractParams(batch_size=args.batch_size, workers=args.workers, precision=precision, threads=args.threads)
+        params = ExtractSettings(batch_size=args.batch_size, workers=args.workers, precision=precision, threads=args.threads)
         runner = Runner(load_encoder(args.encoder, weights="random"), params)
         runner.forward(batches[0])  # warm-up: oneDNN builds its kernels on the first call
         model, e2e = [], []

@@ -6,7 +6,7 @@ a fresh child process so that generation does not count towards peak RSS:
 
 - I/O reference: one pass of the training loader (sampled bags, same batch size) without a model;
 - compute reference: the same number of optimiser steps on one in-memory batch of the same shape;
-- training: ``slidepredict.training.fit`` (Lightning, early stopping, inner validation split of
+- training: ``slidepredict.training.fitting`` (Lightning, early stopping, inner validation split of
   20% of the patients on complete bags) for ``--epochs`` epochs, timed per epoch by a callback.
 
 Usage::
@@ -57,7 +57,7 @@ def measure(data: Path, args: argparse.Namespace) -> dict[str, float]:
     from slidepredict.cohort import build_cohort
     from slidepredict.mil import create_mil
     from slidepredict.progress import set_quiet
-    from slidepredict.training import TrainConfig, fit
+    from slidepredict.training import TrainSettings, fit
     from slidepredict.training.data import bag_loader
 
     set_quiet(True)
@@ -65,7 +65,7 @@ def measure(data: Path, args: argparse.Namespace) -> dict[str, float]:
     t0 = time.perf_counter()
     cohort = build_cohort(data / "features", data / "slides.csv", data / "clini.csv", target="TARGET")
     build_s = time.perf_counter() - t0
-    config = TrainConfig(model=args.model, epochs=args.epochs, patience=args.epochs, bag_size=args.bag_size,
+    config = TrainSettings(model=args.model, epochs=args.epochs, patience=args.epochs, bag_size=args.bag_size,
                          batch_size=args.batch_size, num_workers=args.workers, lr=1e-4)
     n_train = len(cohort) - max(2, round(0.2 * len(cohort)))  # as fit's inner split
     steps = -(-n_train // args.batch_size)

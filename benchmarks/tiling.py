@@ -18,8 +18,8 @@ import numpy as np
 import openslide
 
 from slidepredict.slide import open_slide
-from slidepredict.synthetic import make_slide
-from slidepredict.tiling import TilingParams, plan_tiles, tile_slide
+from slidepredict.demo.synthetic import make_slide
+from slidepredict.tiling import TilingSettings, plan_tiles, tile_slide
 from slidepredict.units import um_to_level0
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -49,11 +49,11 @@ def tiling_time(path: Path, mpp: float | None, out: Path, repeats: int) -> tuple
         tile_slide(path, out / str(i), mpp=mpp)
         best = min(best, time.perf_counter() - t0)
     with open_slide(path, mpp=mpp) as s:
-        n = len(plan_tiles(s, TilingParams()))
+        n = len(plan_tiles(s, TilingSettings()))
     return best, n
 
 
-def read_ratio(path: Path, mpp: float | None, rounds: int, params: TilingParams) -> tuple[float, float, int]:
+def read_ratio(path: Path, mpp: float | None, rounds: int, params: TilingSettings) -> tuple[float, float, int]:
     """Tiles/s of ``read_region_at`` and of raw OpenSlide decode of the same pixels, interleaved."""
     with open_slide(path, mpp=mpp) as s:
         coords = plan_tiles(s, params)
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="passes over each slide's tiles")
     parser.add_argument("--repeats", type=int, default=3, help="tiling runs per slide (best is reported)")
     args = parser.parse_args()
-    params = TilingParams()
+    params = TilingSettings()
     print(f"machine: {cpu_name()} x {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
           f"python {platform.python_version()}, openslide {openslide.__library_version__}")
     with tempfile.TemporaryDirectory() as tmp:

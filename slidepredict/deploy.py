@@ -22,7 +22,7 @@ from slidepredict.cohort import Cohort, build_cohort
 from slidepredict.errors import ConfigError, SlidePredictError
 from slidepredict.training.checkpoint import CheckpointError
 from slidepredict.atomic import write_text_atomic
-from slidepredict.training.crossval import MODEL_FILE, PREDS_FILE
+from slidepredict.layout import MODEL_FILE, PREDS_FILE
 from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
 
 log = logging.getLogger(__name__)
@@ -128,11 +128,8 @@ def _spec_text(spec: Any) -> str:
 
 def load_members(models: Sequence[str | os.PathLike[str]], device: str = "auto") -> list[Member]:
     """Every checkpoint, checked to belong to one ensemble; ``device`` is auto | cpu | cuda."""
-    from slidepredict.features.extraction import resolve_device
-
-    dev = str(resolve_device(device))
     paths = expand_models(models)
-    members = [Member(name, load_model(p, dev)) for name, p in zip(member_names(paths), paths)]
+    members = [Member(name, load_model(p, device)) for name, p in zip(member_names(paths), paths)]
     check_ensemble(members)
     return members
 
@@ -182,14 +179,14 @@ def ensemble_frame(frames: Sequence[Any], members: Sequence[Member], cohort: Coh
     return df
 
 
-def _run_stats(preds: Path, out_dir: Path, n_bootstrap: int, seed: int,
+def _run_stats(preds: Path, out_dir: Path, n_bootstrap: int, seed: int, ci: float,
                positive: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """Statistics of the ensembled predictions; a cohort they cannot be computed for keeps its predictions."""
     from slidepredict.stats import compute_stats
     from slidepredict.stats.tables import PredictionsError
 
     try:
-        result = compute_stats([preds], out_dir, n_bootstrap=n_bootstrap, seed=seed, positive=positive)
+        result = compute_stats([preds], out_dir, n_bootstrap=n_bootstrap, seed=seed, ci=ci, positive=positive)
     except PredictionsError as exc:
         log.warning("statistics skipped: %s", exc)
         return None, str(exc)
@@ -209,6 +206,7 @@ def deploy(
     n_bootstrap: int = 1000,
     seed: int = 0,
     positive: str | None = None,
+    ci: float = 0.95,
 ) -> DeployResult:
     """Predict every patient with each model and their mean; statistics follow when labels are known.
 
@@ -237,7 +235,7 @@ def deploy(
     headline, skipped = None, None
     stats_dir = out / STATS_DIR if cohort.labels is not None else None
     if stats_dir is not None:
-        headline, skipped = _run_stats(preds, stats_dir, n_bootstrap, seed, positive)
+        headline, skipped = _run_stats(preds, stats_dir, n_bootstrap, seed, ci, positive)
     result = DeployResult(
         out_dir=out, preds=preds, member_preds=member_preds, summary=out / SUMMARY_FILE, n_patients=len(cohort),
         overlap=overlap, stats_dir=stats_dir if headline else None, headline=headline, stats_skipped=skipped,

@@ -10,42 +10,31 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slidepredict import batch, h5io
-from slidepredict.errors import FeatureFileError, NoTissueError, SlidePredictError
+from slidepredict.config.models import TilingSettings
+from slidepredict.errors import FeatureFileError, NoTissueError
 from slidepredict.slide import Slide, open_slide, slide_stem
 from slidepredict.tissue import MODALITIES, TissueMask, TissueParams, rgb_to_hsv, tissue_mask
 from slidepredict.units import um_to_level0
 
+TISSUE = TissueParams()  # tissue detection settings (not user settings yet; part of every tiling file's fingerprint)
 BLUR_UM_PER_PX = 8.0  # sharpness is measured at one fixed resolution so its threshold means the same everywhere
 
 
-@dataclass
-class TilingParams:
-    """Tile size in microns and pixels, and which tiles to keep."""
+DEFAULT_TILE_PX = 224  # tiles resized for an encoder with this input when none is named
 
-    tile_um: float = 256.0
-    tile_px: int = 224
-    min_tissue: float = 0.5  # fraction of the tile covered by the tissue mask
-    max_background: float = 0.8  # drop tiles whose pixels are mostly glass-coloured (e.g. filled lumen holes)
-    min_sharpness: float = 0.03  # mean |Laplacian| of grey at 8 um/px (real tissue: 0.06-0.15); lower = blurred; 0 = off
-    tissue: TissueParams = field(default_factory=TissueParams)
 
-    def validate(self) -> None:
-        """Reject settings that would silently produce nothing or nonsense."""
-        if not self.tile_um > 0:
-            raise SlidePredictError(f"--tile-um must be positive, got {self.tile_um}")
-        if self.tile_px < 1:
-            raise SlidePredictError(f"--tile-px must be at least 1, got {self.tile_px}")
-        if not 0.0 <= self.min_tissue <= 1.0:
-            raise SlidePredictError(f"--min-tissue must be between 0 and 1, got {self.min_tissue}")
-        if not 0.0 < self.max_background <= 1.0:
-            raise SlidePredictError(f"max_background must be in (0, 1], got {self.max_background}")
+def resolve_tile_px(params: TilingSettings, encoder_px: int | None = None) -> TilingSettings:
+    """``tile_px: null`` means the encoder's input size (or DEFAULT_TILE_PX when tiling alone)."""
+    if params.tile_px is not None:
+        return params
+    return params.model_copy(update={"tile_px": encoder_px or DEFAULT_TILE_PX})
 
 
 @dataclass
@@ -103,10 +92,9 @@ def grid(slide: Slide, size0: int) -> np.ndarray:
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def _plan(slide: Slide, params: TilingParams) -> TilePlan:
-    params.validate()
+def _plan(slide: Slide, params: TilingSettings, tissue_params: TissueParams = TISSUE) -> TilePlan:
     size0 = int(um_to_level0(params.tile_um, slide.mpp))
-    tissue = tissue_mask(slide, params.tissue)
+    tissue = tissue_mask(slide, tissue_params)
     if not tissue.mask.any():
         raise NoTissueError(
             f"{slide.path.name}: no tissue found (the slide looks like empty glass); "
@@ -135,7 +123,7 @@ def _plan(slide: Slide, params: TilingParams) -> TilePlan:
     return TilePlan(coords=coords, size_level0=size0, tissue=tissue, n_grid=len(cand))
 
 
-def plan_tiles(slide: Slide, params: TilingParams) -> np.ndarray:
+def plan_tiles(slide: Slide, params: TilingSettings) -> np.ndarray:
     """Level-0 top-left (x, y) of every kept tile, int64 (N, 2); reads only the low-resolution level."""
     return _plan(slide, params).coords
 
@@ -145,17 +133,22 @@ def coords_path(out_dir: str | os.PathLike[str], slide_path: str | os.PathLike[s
     return Path(out_dir) / f"{slide_stem(slide_path)}.h5"
 
 
-def expected_attrs(slide: Slide, params: TilingParams) -> dict[str, Any]:
+def expected_attrs(slide: Slide, params: TilingSettings) -> dict[str, Any]:
     """File attributes; a rerun with different values redoes the slide instead of skipping it."""
     return {
         "tile_size_um": float(params.tile_um),
-        "tile_size_px": int(params.tile_px),
+        "tile_size_px": int(resolve_tile_px(params).tile_px or DEFAULT_TILE_PX),
         "tile_size_level0": int(um_to_level0(params.tile_um, slide.mpp)),
         "mpp": float(slide.mpp),
         "slide_width": int(slide.dimensions[0]),
         "slide_height": int(slide.dimensions[1]),
-        "tiling_params": json.dumps(asdict(params), sort_keys=True),
+        "tiling_params": json.dumps(plan_fingerprint(params), sort_keys=True),
     }
+
+
+def plan_fingerprint(params: TilingSettings) -> dict[str, Any]:
+    """Every setting that changes which tiles are kept (not ``qc``, which only adds a picture)."""
+    return {**resolve_tile_px(params).model_dump(exclude={"qc"}), "tissue": asdict(TISSUE)}
 
 
 def _clam_attrs(attrs: dict[str, Any], slide: Slide) -> dict[str, Any]:
@@ -173,13 +166,11 @@ def _clam_attrs(attrs: dict[str, Any], slide: Slide) -> dict[str, Any]:
 def tile_slide(
     slide_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    params: TilingParams | None = None,
+    params: TilingSettings | None = None,
     mpp: float | None = None,
-    qc: bool = True,
 ) -> str:
     """Tile one slide into ``<out_dir>/<stem>.h5``; returns batch.DONE, SKIPPED (complete) or BUSY (locked)."""
-    params = params or TilingParams()
-    params.validate()
+    params = resolve_tile_px(params or TilingSettings())
     target = coords_path(out_dir, slide_path)
     with open_slide(slide_path, mpp=mpp) as slide:
         attrs = expected_attrs(slide, params)
@@ -189,7 +180,7 @@ def tile_slide(
             h5io.write_h5_atomic(
                 target, {"coords": plan.coords}, attrs, dataset_attrs={"coords": _clam_attrs(attrs, slide)}
             )
-            if qc:
+            if params.qc:
                 from slidepredict.qc import qc_path, write_qc_image
 
                 write_qc_image(qc_path(out_dir, slide_path), plan.tissue, plan.coords, plan.size_level0)
@@ -215,13 +206,11 @@ def load_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any
 def tile_many(
     slides: list[Path],
     out_dir: str | os.PathLike[str],
-    params: TilingParams | None = None,
+    params: TilingSettings | None = None,
     mpp: float | None = None,
-    qc: bool = True,
 ) -> batch.BatchResult:
     """Tile every slide; one failing slide is reported and the rest go on."""
-    params = params or TilingParams()
-    params.validate()
+    params = resolve_tile_px(params or TilingSettings())
     out = batch.check_writable(out_dir)
     h5io.clean_partials(out)
-    return batch.run_per_slide(slides, lambda p: tile_slide(p, out, params, mpp=mpp, qc=qc), "Tiling slides")
+    return batch.run_per_slide(slides, lambda p: tile_slide(p, out, params, mpp=mpp), "Tiling slides")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slidepredict.demo import DemoSize, demo_config, run_demo
+from slidepredict.demo.run import DemoSize, demo_config, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = DemoSize(train_patients=12, external_patients=10, folds=3, epochs=8)

@@ -17,11 +17,11 @@ from fakecohort import make_feature_cohort
 from slidepredict.cohort import build_cohort
 from slidepredict.deploy import EnsembleError, deploy, expand_models, member_names
 from slidepredict.errors import CohortError, ConfigError, FeatureFileError
-from slidepredict.training import CheckpointError, TrainConfig, crossval, load_checkpoint, load_model, predict_cohort
+from slidepredict.training import CheckpointError, TrainSettings, crossval, load_checkpoint, load_model, predict_cohort
 from slidepredict.training.checkpoint import save_checkpoint
 
 DIM = 16
-TINY = TrainConfig(model_hparams={"hidden": 16, "attention_dim": 8, "dropout": 0.0}, epochs=4, patience=4,
+TINY = TrainSettings(model_hparams={"hidden": 16, "attention_dim": 8, "dropout": 0.0}, epochs=4, patience=4,
                    lr=3e-3, batch_size=4, bag_size=32)
 
 

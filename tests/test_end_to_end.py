@@ -11,20 +11,20 @@ from typer.testing import CliRunner
 
 from slidepredict.cli import app
 from slidepredict.cohort import build_cohort
-from slidepredict.features import ExtractParams, extract
-from slidepredict.synthetic import make_cohort
-from slidepredict.tiling import TilingParams
-from slidepredict.training import TrainConfig, crossval, pooled_auroc
+from slidepredict.features import ExtractSettings, extract
+from slidepredict.demo.synthetic import make_cohort
+from slidepredict.tiling import TilingSettings
+from slidepredict.training import TrainSettings, crossval, pooled_auroc
 
 SLIDE = {"width": 1536, "height": 1024}  # 768 x 512 um at 0.5 um/px
-TILES = TilingParams(tile_um=128.0, tile_px=64)
-TRAIN = TrainConfig(model="attention", epochs=8, patience=8, lr=3e-3, batch_size=4, bag_size=128)
+TILES = TilingSettings(tile_um=128.0, tile_px=64)
+TRAIN = TrainSettings(model="attention", epochs=8, patience=8, lr=3e-3, batch_size=4, bag_size=128)
 MIN_EXTERNAL_AUROC = 0.9  # what the demo promises on the shifted external cohort
 
 
 def _features(cohort_root: Path, slides_dir: Path) -> Path:
     out = cohort_root / "features"  # tiling files land in features/coords, which cohorts must ignore
-    result = extract([slides_dir], out, "stain-texture", tiling=TILES, params=ExtractParams(workers=0, device="cpu"))
+    result = extract([slides_dir], out, ExtractSettings(encoder="stain-texture", workers=0, device="cpu"), tiling=TILES)
     assert result.exit_code == 0, result.summary()
     return out
 

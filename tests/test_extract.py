@@ -19,13 +19,18 @@ from typer.testing import CliRunner
 from slidepredict import batch, h5io
 from slidepredict.cli import app
 from slidepredict.errors import ConfigError, SlideError
-from slidepredict.features import ExtractParams, extract, load_encoder
+from slidepredict.features import ExtractSettings, extract, load_encoder
 from slidepredict.features.extraction import Runner, batch_ranges, features_path
 from slidepredict.slide import open_slide
-from slidepredict.synthetic import make_slide
-from slidepredict.tiling import TilingParams, coords_path, load_coords
+from slidepredict.demo.synthetic import make_slide
+from slidepredict.tiling import TilingSettings, coords_path, load_coords
 
-FAST = ExtractParams(batch_size=4, workers=1)
+FAST = ExtractSettings(encoder="stain-texture", batch_size=4, workers=1)
+
+
+def fast(encoder: str = "stain-texture", **kw) -> ExtractSettings:
+    """FAST with another encoder or setting (validated like a config file's section)."""
+    return ExtractSettings(**{**FAST.model_dump(), "encoder": encoder, **kw})
 CONTRACT_ATTRS = {
     "encoder", "encoder_hash", "tile_size_um", "tile_size_px", "tile_size_level0", "mpp",
     "slide_width", "slide_height", "slidepredict_version", "stain_norm",
@@ -35,7 +40,7 @@ CONTRACT_ATTRS = {
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory, cmu_slide) -> Path:
     out = tmp_path_factory.mktemp("features")
-    result = extract([cmu_slide], out, "resnet50-trunc", weights="random", params=FAST)
+    result = extract([cmu_slide], out, fast("resnet50-trunc", weights="random"))
     assert result.done == [cmu_slide] and result.exit_code == 0
     return out
 
@@ -85,7 +90,7 @@ def test_batches_cover_every_tile_once_with_a_short_first_one(n, size, lengths):
 
 
 def test_rerun_skips_and_changed_settings_redo(tmp_path, cmu_slide):
-    run = lambda **kw: extract([cmu_slide], tmp_path, "stain-texture", params=FAST, **kw)  # noqa: E731
+    run = lambda **kw: extract([cmu_slide], tmp_path, fast(**kw))  # noqa: E731
     assert run().done == [cmu_slide]
     target = features_path(tmp_path, cmu_slide)
     first = target.stat().st_mtime_ns
@@ -99,14 +104,14 @@ def test_rerun_skips_and_changed_settings_redo(tmp_path, cmu_slide):
 
 
 def test_float16_features(tmp_path, cmu_slide):
-    extract([cmu_slide], tmp_path, "stain-texture", params=ExtractParams(features_dtype="float16", workers=0))
+    extract([cmu_slide], tmp_path, fast(dtype="float16", workers=0))
     with h5py.File(features_path(tmp_path, cmu_slide)) as f:
         assert f["features"].dtype == np.float16
 
 
 def test_stain_texture_finds_the_planted_signal(tmp_path, signal_slide):
-    tiling = TilingParams(tile_um=128.0, tile_px=112)
-    extract([signal_slide.path], tmp_path, "stain-texture", tiling=tiling, params=FAST)
+    tiling = TilingSettings(tile_um=128.0, tile_px=112)
+    extract([signal_slide.path], tmp_path, FAST, tiling=tiling)
     bag = h5io.read_features(features_path(tmp_path, signal_slide.path))
     inside = signal_slide.in_signal(bag.coords, bag.attrs["tile_size_level0"])
     assert 2 <= inside.sum() < len(inside) - 2
@@ -121,27 +126,24 @@ def test_shards_split_a_folder_without_overlap(tmp_path, cmu_slide, signal_slide
     folder.mkdir()
     for src in (cmu_slide, signal_slide.path):
         (folder / src.name).symlink_to(src)
-    one = extract([folder], tmp_path / "f", "stain-texture", shard="1/2", params=FAST)
-    two = extract([folder], tmp_path / "f", "stain-texture", shard="2/2", params=FAST)
+    one = extract([folder], tmp_path / "f", FAST, shard="1/2")
+    two = extract([folder], tmp_path / "f", FAST, shard="2/2")
     assert len(one.done) == len(two.done) == 1 and set(one.done).isdisjoint(two.done)
     with pytest.raises(Exception, match=r"^--shard 3/3 selects no slide: there are only 2$"):
-        extract([folder], tmp_path / "f", "stain-texture", shard="3/3")
+        extract([folder], tmp_path / "f", FAST, shard="3/3")
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"params": ExtractParams(precision="fp16", device="cpu")}, "--precision fp16 needs a CUDA device; on CPUs use bf16 or fp32"),
-        ({"params": ExtractParams(batch_size=0)}, "--batch-size must be >= 1, got 0"),
-        ({"params": ExtractParams(precision="int8")}, "--precision must be one of auto, fp32, bf16, fp16, got 'int8'"),
+        ({"precision": "fp16", "device": "cpu"}, "--precision fp16 needs a CUDA device; on CPUs use bf16 or fp32"),
         ({"encoder": "resnet51"}, "unknown encoder 'resnet51'; choose one of: "),
-        ({"stain_norm": "vahadane"}, "unknown --stain-norm 'vahadane'; choose one of: none, macenko"),
     ],
 )
 def test_bad_settings_fail_before_any_output(tmp_path, cmu_slide, kwargs, message):
-    kwargs = {"encoder": "stain-texture", **kwargs}
+    """Settings that pass validation but cannot run here (values out of range are refused by the settings model)."""
     with pytest.raises(ConfigError) as err:
-        extract([cmu_slide], tmp_path / "out", **kwargs)
+        extract([cmu_slide], tmp_path / "out", FAST.model_copy(update=kwargs))
     assert str(err.value).startswith(message)
     assert not (tmp_path / "out").exists()
 
@@ -149,12 +151,12 @@ def test_bad_settings_fail_before_any_output(tmp_path, cmu_slide, kwargs, messag
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_cuda_requested_without_gpu(tmp_path, cmu_slide):
     with pytest.raises(ConfigError, match=r"^--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto$"):
-        extract([cmu_slide], tmp_path, "stain-texture", params=ExtractParams(device="cuda"))
+        extract([cmu_slide], tmp_path, fast(device="cuda"))
 
 
 def test_wrong_tile_size_for_a_fixed_size_vit(tmp_path, cmu_slide):
     with pytest.raises(ConfigError, match=r"^encoder 'lunit-vits16' cannot take 256x256 tiles \(use --tile-px 224\): "):
-        extract([cmu_slide], tmp_path / "out", "lunit-vits16", weights="random", tiling=TilingParams(tile_px=256))
+        extract([cmu_slide], tmp_path / "out", fast("lunit-vits16", weights="random"), tiling=TilingSettings(tile_px=256))
     assert not (tmp_path / "out").exists()
 
 
@@ -163,7 +165,7 @@ def test_unreadable_slide_fails_alone(tmp_path, cmu_slide):
     folder.mkdir()
     (folder / "broken.svs").write_bytes(b"not a slide at all")
     (folder / cmu_slide.name).symlink_to(cmu_slide)
-    result = extract([folder], tmp_path / "out", "stain-texture", params=FAST)
+    result = extract([folder], tmp_path / "out", FAST)
     assert result.done == [folder / cmu_slide.name] and result.exit_code == 1
     [(slide, reason)] = result.failed
     assert slide.name == "broken.svs" and reason.startswith(f"cannot open slide {folder / 'broken.svs'}: not a supported slide")
@@ -179,7 +181,7 @@ def test_read_failure_in_a_worker_is_one_line(tmp_path, cmu_slide, monkeypatch, 
         raise SlideError("cannot read pixels (corrupt or truncated file?): boom")
 
     monkeypatch.setattr(Slide, "read_region_at", broken)  # forked workers inherit the patch
-    result = extract([cmu_slide], tmp_path, "stain-texture", params=ExtractParams(batch_size=4, workers=workers))
+    result = extract([cmu_slide], tmp_path, fast(workers=workers))
     assert result.failed == [(cmu_slide, "cannot read pixels (corrupt or truncated file?): boom")]
     assert not features_path(tmp_path, cmu_slide).exists() and not _leftovers(tmp_path)
 
@@ -187,7 +189,7 @@ def test_read_failure_in_a_worker_is_one_line(tmp_path, cmu_slide, monkeypatch, 
 def test_no_slides(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SlideError, match=r"^no slides found in .*empty \(looked for "):
-        extract([tmp_path / "empty"], tmp_path / "out", "stain-texture")
+        extract([tmp_path / "empty"], tmp_path / "out", FAST)
 
 
 def test_cli_extract_and_missing_weights(tmp_path, cmu_slide, monkeypatch):
@@ -232,9 +234,9 @@ def test_reads_clam_files(tmp_path):
 # Processes: a killed run and two runs sharing one folder (real subprocesses).
 
 _EXTRACT = (
-    "import sys; from slidepredict.features import extract, ExtractParams; from slidepredict.tiling import TilingParams; "
-    "r = extract(sys.argv[1:2], sys.argv[2], sys.argv[3], weights=sys.argv[4] if sys.argv[4] != '-' else None, "
-    "tiling=TilingParams(tile_um=float(sys.argv[5]), tile_px=112), params=ExtractParams(batch_size=4, workers=1)); "
+    "import sys; from slidepredict.features import extract, ExtractSettings; from slidepredict.tiling import TilingSettings; "
+    "r = extract(sys.argv[1:2], sys.argv[2], ExtractSettings(encoder=sys.argv[3], batch_size=4, workers=1, "
+    "weights=sys.argv[4] if sys.argv[4] != '-' else None), tiling=TilingSettings(tile_um=float(sys.argv[5]), tile_px=112)); "
     "print('RESULT', len(r.done), len(r.skipped), len(r.busy), len(r.failed))"
 )
 
@@ -269,8 +271,8 @@ def test_killed_run_leaves_nothing_that_looks_complete(tmp_path, cmu_slide):
     target = features_path(out, cmu_slide)
     assert not target.exists() or h5io.read_attrs(target) is None  # nothing that reads as complete
     (out / f"{target.name}.{999_999_999}{h5io.TMP_SUFFIX}").write_bytes(b"partial")  # another dead job's leftover
-    tiling = TilingParams(tile_um=64.0, tile_px=112)
-    result = extract([cmu_slide], out, "resnet50-trunc", weights="random", tiling=tiling, params=FAST)
+    tiling = TilingSettings(tile_um=64.0, tile_px=112)
+    result = extract([cmu_slide], out, fast("resnet50-trunc", weights="random"), tiling=tiling)
     assert result.done == [cmu_slide]  # the dead process's lock was taken over, not waited on
     assert not _leftovers(out)
     assert h5io.read_features(target).features.shape[1] == 1024
@@ -288,5 +290,5 @@ def test_two_processes_share_one_folder(tmp_path, slide_folder):
     for slide in slide_folder.iterdir():
         assert h5io.read_attrs(features_path(out, slide))["encoder"] == "stain-texture"
     assert not _leftovers(out)
-    again = extract([slide_folder], out, "stain-texture", tiling=TilingParams(tile_um=128.0, tile_px=112), params=FAST)
+    again = extract([slide_folder], out, FAST, tiling=TilingSettings(tile_um=128.0, tile_px=112))
     assert len(again.skipped) == 3 and batch.SKIPPED == "skipped"

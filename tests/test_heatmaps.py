@@ -19,12 +19,19 @@ from slidepredict.cli import app
 from slidepredict.cohort import FeatureSpec
 from slidepredict.errors import SlidePredictError
 from slidepredict.h5io import read_features, write_h5_atomic
-from slidepredict.heatmaps import HeatmapParams, heatmaps, rank_normalise, run_heatmaps
+from slidepredict.heatmaps import HeatmapSettings, rank_normalise, run_heatmaps
+
+
+def heatmaps(model, slides_dir, features, out, slides=None, **kw):
+    """Folders drawn by run_heatmaps with these settings (every slide unless named)."""
+    opts = {k: kw.pop(k) for k in list(kw) if k in HeatmapSettings.model_fields}
+    settings = HeatmapSettings(slides=slides or [], max_slides=0, **opts)
+    return run_heatmaps(model, slides_dir, features, out, settings, **kw).folders
 from slidepredict.heatmaps.overlay import map_scale, safe_name, tile_index_map
 from slidepredict.heatmaps.qupath import score_stack, write_ome_tiff
 from slidepredict.heatmaps.scores import TileScores
 from slidepredict.mil import create_mil
-from slidepredict.synthetic import make_slide
+from slidepredict.demo.synthetic import make_slide
 from slidepredict.training import ModelMeta, save_checkpoint
 
 runner = CliRunner()
@@ -168,12 +175,10 @@ def test_rerun_skips_and_new_settings_redo(setup: dict) -> None:
     out, root = setup["out"], setup["root"]
     csv = out / "S0" / "tile-scores.csv"
     before = csv.stat().st_mtime_ns
-    run = run_heatmaps(setup["model"], root / "slides", root / "features", out, slides=["S0"],
-                       params=HeatmapParams(topk=3, thumb_px=512))
+    run = run_heatmaps(setup["model"], root / "slides", root / "features", out, HeatmapSettings(slides=["S0"], topk=3, thumb_px=512))
     assert run.result.skipped == [root / "slides" / "S0.tif"] and csv.stat().st_mtime_ns == before
     other = root / "out-topk1"
-    run = run_heatmaps(setup["model"], root / "slides", root / "features", other, slides=["S0.tif"],
-                       params=HeatmapParams(topk=1, thumb_px=256))
+    run = run_heatmaps(setup["model"], root / "slides", root / "features", other, HeatmapSettings(slides=["S0.tif"], topk=1, thumb_px=256))
     assert run.folders == [other / "S0"] and len(list((other / "S0" / "tiles").iterdir())) == 2 * len(CATS)
 
 
@@ -191,7 +196,7 @@ def test_cli_runs_and_reports(setup: dict, tmp_path: Path) -> None:
     ("change", "message"),
     [
         ({"--slide": "NOPE"}, r"--slide NOPE: no such slide in \S+slides \(2 slides there, e\.g\. S0, S1\)"),
-        ({"--topk": "-1"}, r"--topk must be 0 or more, got -1"),
+        ({"--topk": "-1"}, r"'--topk': Input should be greater than or equal to 0 \(got -1\)"),
         ({"--features": "{tmp}/none"}, r"features folder not found: \S+/none; run `slidepredict extract` first"),
         ({"--model": "{tmp}/none.ckpt"}, r"model checkpoint not found: \S+/none\.ckpt"),
     ],
@@ -216,7 +221,7 @@ def test_a_bad_slide_fails_alone_and_leaves_nothing(setup: dict, tmp_path: Path)
     _features(root / "features" / "S2.h5", 768, 512, seed=2, encoder="other-encoder")
     _features(root / "features" / "S1.h5", 700, 500, seed=1)
     (root / "slides" / "S3.tif").write_bytes((root / "slides" / "S0.tif").read_bytes())  # no features: reported
-    run = run_heatmaps(setup["model"], root / "slides", root / "features", root / "out", params=HeatmapParams(topk=1, thumb_px=256))
+    run = run_heatmaps(setup["model"], root / "slides", root / "features", root / "out", HeatmapSettings(topk=1, thumb_px=256))
     assert run.folders == [root / "out" / "S0"] and run.result.exit_code == 1
     reasons = dict((p.name, r) for p, r in run.result.failed)
     assert reasons["S1.tif"] == (
@@ -244,17 +249,17 @@ def test_end_to_end_positive_score_finds_the_planted_region(tmp_path: Path) -> N
     from sklearn.metrics import roc_auc_score
 
     from slidepredict.cohort import build_cohort
-    from slidepredict.features import ExtractParams, extract
-    from slidepredict.synthetic import make_cohort
-    from slidepredict.tiling import TilingParams
-    from slidepredict.training import TrainConfig, train_final
+    from slidepredict.features import ExtractSettings, extract
+    from slidepredict.demo.synthetic import make_cohort
+    from slidepredict.tiling import TilingSettings
+    from slidepredict.training import TrainSettings, train_final
 
     cohort = make_cohort(tmp_path / "cohort", n_patients=10, seed=1, width=1536, height=1152, signal_fraction=0.2)
-    result = extract([cohort.slides_dir], tmp_path / "features", "stain-texture", coords_dir=tmp_path / "coords",
-                     tiling=TilingParams(tile_um=64, tile_px=96), params=ExtractParams(workers=0, batch_size=128))
+    result = extract([cohort.slides_dir], tmp_path / "features", ExtractSettings(encoder="stain-texture", workers=0, batch_size=128),
+                     coords_dir=tmp_path / "coords", tiling=TilingSettings(tile_um=64, tile_px=96))
     assert result.exit_code == 0
     train = build_cohort(tmp_path / "features", cohort.slide_table, cohort.clini_table, target=cohort.target)
-    ckpt = train_final(train, tmp_path / "model", TrainConfig(epochs=25, patience=25, bag_size=256, batch_size=4, lr=1e-3))
+    ckpt = train_final(train, tmp_path / "model", TrainSettings(epochs=25, patience=25, bag_size=256, batch_size=4, lr=1e-3))
     positive = [s for slides in cohort.slides.values() for s in slides if s.has_signal]
     folders = heatmaps(ckpt, cohort.slides_dir, tmp_path / "features", tmp_path / "heatmaps",
                        slides=[s.path.stem for s in positive], topk=2, thumb_px=384)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from slidepredict.registry import Registry
+from slidepredict.core.registry import Registry
 
 
 def test_registry_keeps_order_and_warns_on_duplicates(caplog: pytest.LogCaptureFixture) -> None:

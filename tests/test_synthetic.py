@@ -11,8 +11,8 @@ import pytest
 from skimage.color import rgb2hed
 
 from slidepredict.slide import open_slide
-from slidepredict.synthetic import load_ground_truth, make_cohort, make_slide
-from slidepredict.tiling import TilingParams, plan_tiles
+from slidepredict.demo.synthetic import load_ground_truth, make_cohort, make_slide
+from slidepredict.tiling import TilingSettings, plan_tiles
 from slidepredict.units import um_to_level0
 
 SMALL = {"width": 2048, "height": 1536}
@@ -59,7 +59,7 @@ def test_hand_crafted_stain_features_separate_signal_tiles(signal_slide) -> None
     """Mean hematoxylin (colour deconvolution) and nuclear area fraction rank signal tiles first."""
     from sklearn.metrics import roc_auc_score
 
-    params = TilingParams(tile_um=128.0)
+    params = TilingSettings(tile_um=128.0)
     with open_slide(signal_slide.path) as s:
         coords = plan_tiles(s, params)
         size0 = um_to_level0(params.tile_um, s.mpp)
@@ -75,7 +75,7 @@ def test_negative_slide_has_no_signal_but_natural_variation(tmp_path: Path) -> N
     assert not neg.has_signal
     assert not neg.in_signal(np.array([[0, 0], [512, 512]]), 512).any()
     with open_slide(neg.path) as s:
-        tiles = [s.read_region_at(x, y, 128.0, 128) for x, y in plan_tiles(s, TilingParams(tile_um=128.0))[:6]]
+        tiles = [s.read_region_at(x, y, 128.0, 128) for x, y in plan_tiles(s, TilingSettings(tile_um=128.0))[:6]]
     assert all(not np.array_equal(tiles[0], t) for t in tiles[1:])
 
 

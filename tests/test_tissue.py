@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from slidepredict.errors import SlidePredictError
 from slidepredict.slide import open_slide
-from slidepredict.synthetic import render_he, write_pyramid
+from slidepredict.demo.synthetic import render_he, write_pyramid
 from slidepredict.tissue import TissueParams, mask_from_rgb, tissue_mask
 
 

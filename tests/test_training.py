@@ -19,7 +19,7 @@ from slidepredict.cohort import FeatureSpec, build_cohort
 from slidepredict.errors import CohortError, FeatureFileError
 from slidepredict.mil import list_mil
 from slidepredict.training import (
-    TrainConfig, crossval, fit, load_checkpoint, load_model, pooled_auroc, predict_bag, predict_cohort, train_final,
+    TrainSettings, crossval, fit, load_checkpoint, load_model, pooled_auroc, predict_bag, predict_cohort, train_final,
 )
 
 FAST = dict(epochs=3, patience=3, lr=2e-3, batch_size=4, bag_size=16)
@@ -50,7 +50,7 @@ def test_each_head_finds_planted_signal(tmp_path: Path, name: str) -> None:
     """Signal in 20% of the tiles of positive patients: patient AUROC >= 0.9; attention points at those tiles."""
     clini, slides, feats, truth = make_feature_cohort(tmp_path, n_patients=36, n_tiles=48, dim=32, signal_fraction=0.2, strength=4.0)
     cohort = build_cohort(feats, slides, clini, target="TARGET")
-    config = TrainConfig(model=name, epochs=12, patience=12, lr=2e-3, batch_size=4, bag_size=32)
+    config = TrainSettings(model=name, epochs=12, patience=12, lr=2e-3, batch_size=4, bag_size=32)
     preds = crossval(cohort, tmp_path / "cv", config, folds=3)
     assert pooled_auroc(preds, "TARGET", cohort.categories) >= 0.9
     if name != "attention":
@@ -71,7 +71,7 @@ def test_crossval_layout_and_rerun_skips_done_folds(tiny: tuple[Path, Path, Path
     clini, slides, feats = tiny
     cohort = build_cohort(feats, slides, clini, target="TARGET")
     out = tmp_path / "cv"
-    preds = crossval(cohort, out, TrainConfig(**FAST), folds=2)
+    preds = crossval(cohort, out, TrainSettings(**FAST), folds=2)
     assert list(preds.columns) == ["PATIENT", "TARGET", "pred", "TARGET_neg", "TARGET_pos", "fold"]
     assert sorted(preds.PATIENT) == cohort.patients and set(preds.fold) == {0, 1}
     assert np.allclose(preds[["TARGET_neg", "TARGET_pos"]].sum(axis=1), 1.0)
@@ -85,29 +85,29 @@ def test_crossval_layout_and_rerun_skips_done_folds(tiny: tuple[Path, Path, Path
 
     import sys
 
-    crossval_module = sys.modules["slidepredict.training.crossval"]  # the package's `crossval` is the function
+    crossval_module = sys.modules["slidepredict.training.folds"]  # the package's `crossval` is the function
     calls: list[str] = []
     real_fit = crossval_module.fit
     monkeypatch.setattr(crossval_module, "fit", lambda c, cfg, path, description: calls.append(str(path)) or real_fit(c, cfg, path, description))
     (out / "fold-1" / "patient-preds.csv").unlink()
-    again = crossval(cohort, out, TrainConfig(**FAST), folds=2)
+    again = crossval(cohort, out, TrainSettings(**FAST), folds=2)
     assert calls == [str(out / "fold-1" / "model.ckpt")]
     assert (out / "splits.json").read_text() == splits_before
     pd.testing.assert_frame_equal(again.sort_values("PATIENT").reset_index(drop=True),
                                   preds.sort_values("PATIENT").reset_index(drop=True), atol=1e-6)
     with pytest.raises(CohortError, match=r"splits.json holds 2 folds over 12 patients, but this run has 3 folds"):
-        crossval(cohort, out, TrainConfig(**FAST), folds=3)
+        crossval(cohort, out, TrainSettings(**FAST), folds=3)
     with pytest.raises(Exception, match=r"was trained with epochs=3, this run asks for epochs=4"):
-        crossval(cohort, out, TrainConfig(**{**FAST, "epochs": 4}), folds=2)
+        crossval(cohort, out, TrainSettings(**{**FAST, "epochs": 4}), folds=2)
 
 
 def test_training_is_deterministic(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
     clini, slides, feats = tiny
     cohort = build_cohort(feats, slides, clini, target="TARGET")
-    states = [load_checkpoint(fit(cohort, TrainConfig(**FAST), tmp_path / f"{i}.ckpt").path)[0] for i in range(2)]
+    states = [load_checkpoint(fit(cohort, TrainSettings(**FAST), tmp_path / f"{i}.ckpt").path)[0] for i in range(2)]
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    other = load_checkpoint(fit(cohort, TrainConfig(**{**FAST, "seed": 1}), tmp_path / "s1.ckpt").path)[0]
+    other = load_checkpoint(fit(cohort, TrainSettings(**{**FAST, "seed": 1}), tmp_path / "s1.ckpt").path)[0]
     assert not all(torch.equal(states[0][k], other[k]) for k in other)
 
 
@@ -118,7 +118,7 @@ def test_checkpoint_metadata_loading_and_feature_checks(tiny: tuple[Path, Path, 
 
     clini, slides, feats = tiny
     cohort = build_cohort(feats, slides, clini, target="TARGET")
-    ckpt = train_final(cohort, tmp_path / "final", TrainConfig(**FAST))
+    ckpt = train_final(cohort, tmp_path / "final", TrainSettings(**FAST))
     raw = torch.load(ckpt, weights_only=True)
     meta = raw["slidepredict"]
     assert meta["target"] == "TARGET" and meta["categories"] == ["neg", "pos"]
@@ -148,7 +148,7 @@ def test_checkpoint_metadata_loading_and_feature_checks(tiny: tuple[Path, Path, 
         loaded.check_features(FeatureSpec("unknown", "unknown", 512), "x.h5")
     with pytest.raises(FeatureFileError, match=rf"^features in x.h5 use 128.0 um tiles but model {re.escape(str(ckpt))} was trained on 256.0"):
         loaded.check_features(FeatureSpec("fake-encoder", "fakehash0", 16, 128.0, 224), "x.h5")
-    assert train_final(cohort, tmp_path / "final", TrainConfig(**FAST)) == ckpt  # complete: skipped
+    assert train_final(cohort, tmp_path / "final", TrainSettings(**FAST)) == ckpt  # complete: skipped
 
 
 def test_cli_two_targets_multiclass(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_cli_bad_inputs(tmp_path: Path) -> None:
         "Error: target 'TARGET' has a single class after dropping unusable rows: 'pos' (3 patients); "
         "a classifier needs at least two classes")
     assert _bad(tmp_path, clini, slides, feats, "--target", "TARGET", "--model", "clam") == (
-        "Error: unknown MIL model 'clam'; available: attention, mean, tile-vote, transformer")
+        "Error: '--model' must be one of attention, mean, tile-vote, transformer (got 'clam')")
     ct = pd.read_csv(clini)
     pd.concat([ct, ct.iloc[[0]].assign(TARGET="pos")]).to_csv(clini, index=False)
     assert _bad(tmp_path, clini, slides, feats, "--target", "TARGET") == (
@@ -209,7 +209,7 @@ def test_single_training_patient_per_class(tmp_path: Path) -> None:
     clini, slides, feats, _ = make_feature_cohort(tmp_path, n_patients=3, n_tiles=5, dim=8)
     cohort = build_cohort(feats, slides, clini, target="TARGET")
     with pytest.raises(CohortError) as e:
-        fit(cohort, TrainConfig(**FAST), tmp_path / "m.ckpt")
+        fit(cohort, TrainSettings(**FAST), tmp_path / "m.ckpt")
     assert str(e.value) == "class 'pos' of target 'TARGET' has 1 patient; at least 2 are needed for the inner validation split"
     assert list(tmp_path.glob("*.ckpt*")) == []
 
@@ -220,7 +220,7 @@ def test_real_feature_bags_smoke(data_dir: Path, tmp_path: Path, name: str) -> N
     import lightning as L
 
     from slidepredict.training.data import bag_loader
-    from slidepredict.training.fit import quiet_lightning
+    from slidepredict.training.fitting import quiet_lightning
     from slidepredict.training.module import LitMIL
 
     pd.DataFrame({"PATIENT": ["P1", "P2"], "FILENAME": ["TCGA-3X-AAVA-01Z-00-DX1.svs", "TCGA-AD-6964-01Z-00-DX1.svs"]}).to_csv(tmp_path / "s.csv", index=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -42,31 +41,9 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load_config_defaults(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
-    """Eager callback: the config's values become this command's defaults; flags still override."""
-    if value is None:
-        return value
-    from slidepredict.config import load_config
-    from slidepredict.config.commands import command_defaults
-    from slidepredict.errors import ConfigError
-
-    try:
-        cfg = load_config(value)
-    except ConfigError as exc:
-        fail(str(exc))
-    defaults = command_defaults(cfg, ctx.info_name or "")
-    ctx.default_map = {**(ctx.default_map or {}), **defaults}
-    return value
-
-
-def config_option() -> Any:
-    """The ``--config`` option every stage command takes (processed before its other options)."""
-    return typer.Option(
-        None,
-        "--config",
-        "-c",
-        help="YAML config (see `slidepredict init`); its values are defaults that flags override.",
-        is_eager=True,
-        callback=_load_config_defaults,
-        exists=False,
-    )
+def report_batch(result: Any, what: str) -> None:
+    """Per-slide failures in red, one summary line, and the batch's exit code (1 when any slide failed)."""
+    for slide, reason in result.failed:
+        typer.secho(f"FAILED {slide}: {reason}", fg=typer.colors.RED, err=True)
+    typer.echo(f"{what}: {result.summary()}")
+    raise typer.Exit(result.exit_code)

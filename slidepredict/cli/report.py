@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
-from slidepredict.cli._app import app, config_option
+from slidepredict.cli._app import fail
+from slidepredict.cli._settings import settings_command
 
 
-@app.command()
+@settings_command("report")
 def report(
-    config: Path = config_option(),
     run_dir: Path = typer.Argument(..., help="Run folder (from `run`, `crossval`, `deploy`, `stats`, `heatmaps`)."),
-    out: Path = typer.Option(None, "--out", help="Where to write the page (default RUN_DIR/report.html)."),
-    title: str = typer.Option(None, "--title", help="Page title."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the page (default RUN_DIR/report.html)."),
+    **settings: Any,
 ) -> None:
     """Write an HTML report: cohort, metrics with CIs, plots, predictions, heatmap thumbnails."""
-    from slidepredict.report import build_report
+    from slidepredict.errors import SlidePredictError
+    from slidepredict.pipeline import stages
 
-    path = build_report(run_dir, out=out, title=title)
+    try:
+        path = stages.report(run_dir, out=out, **settings)
+    except SlidePredictError as exc:
+        fail(str(exc))
     typer.echo(f"Report: {path}")

@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from slidepredict.cli._app import app, config_option, fail
+from slidepredict.cli._app import fail
+from slidepredict.cli._settings import settings_command
 
 
-@app.command()
+@settings_command("stats")
 def stats(
-    config: Path = config_option(),
     preds: list[Path] = typer.Argument(
         ..., help="patient-preds.csv files: one per fold or model; several are also pooled."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.csv, confusion matrices and plots."),
-    n_bootstrap: int = typer.Option(1000, help="Patient-level bootstrap resamples for CIs (0: no CIs)."),
-    seed: int = typer.Option(0, help="Seed of the bootstrap, for reproducible CIs."),
-    ci: float = typer.Option(0.95, help="Confidence level of the intervals."),
-    positive: str | None = typer.Option(
-        None, help="Class plotted and headlined for binary targets (default: the rarer class)."
-    ),
+    **settings: Any,
 ) -> None:
     """AUROC/AUPRC with bootstrap CIs, thresholded metrics, calibration and ROC/PR plots."""
     from slidepredict.errors import SlidePredictError
-    from slidepredict.stats import compute_stats
+    from slidepredict.pipeline import stages
 
     try:
-        result = compute_stats(preds, out, n_bootstrap=n_bootstrap, seed=seed, ci=ci, positive=positive)
+        result = stages.stats(preds, out, **settings)
     except SlidePredictError as exc:
         fail(str(exc))
         return

@@ -32,7 +32,7 @@ def run(
 ) -> None:
     """Run every configured stage in order, skipping work already complete."""
     from slidepredict.config import load_config
-    from slidepredict.workflow import run_workflow
+    from slidepredict.pipeline.run import run_workflow
 
     ctx = run_workflow(load_config(config), only=stage or None)
     _print_outcome(ctx)
@@ -43,7 +43,7 @@ def demo(
     out: Path = typer.Option(Path("demo-run"), "--out", help="Folder for the generated data and the run."),
 ) -> None:
     """Generate a synthetic cohort with a planted signal and run the whole workflow offline."""
-    from slidepredict.demo import run_demo
+    from slidepredict.demo.run import run_demo
 
     _print_outcome(run_demo(out))
 

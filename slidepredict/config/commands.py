@@ -1,133 +1,158 @@
-"""What a config file means for each stand-alone command (`slidepredict tile --config c.yaml`, ...).
+"""What each command reads from a run configuration, in one table that `run` and `--config` share.
 
-Each mapper turns the run config into that command's parameter defaults, using the same
-folder layout as `slidepredict run`, so a stage run by hand finds and writes the same files.
-Flags on the command line still win (click's ``default_map``).
+A command uses whole settings sections (every field becomes a flag) or some of their fields,
+plus paths that follow from the run layout. :func:`resolve` turns a config into the exact
+keyword arguments of the command's pipeline function: `slidepredict run` calls it for every
+stage, and `<command> --config` starts from it before applying the flags a user gave, so the
+two cannot disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from slidepredict.config.models import RunConfig
-from slidepredict.registry import Registry
-
-Mapper = Callable[[RunConfig], dict[str, Any]]
-COMMANDS: Registry[Mapper] = Registry("command")
-register_command = COMMANDS.register
+from slidepredict.core.registry import Registry
+from slidepredict.core.settings import flag_name
+from slidepredict.layout import RunLayout
 
 
-def _plain(value: Any) -> Any:
-    """click converts default_map values itself; give it strings, not Path objects."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+@dataclass(frozen=True)
+class Uses:
+    """A section a command reads: ``fields`` (default: every field with a flag) minus ``skip``."""
+
+    section: str
+    fields: tuple[str, ...] | None = None
+    skip: tuple[str, ...] = ()
+
+    @property
+    def model(self) -> type[BaseModel]:
+        return section_model(self.section)
+
+    def names(self) -> list[str]:
+        chosen = self.fields if self.fields is not None else tuple(self.model.model_fields)
+        return [f for f in chosen if f not in self.skip and flag_name(self.model, f) is not None]
 
 
-def command_defaults(cfg: RunConfig, command: str) -> dict[str, Any]:
-    """Defaults for ``command`` from ``cfg``; None values are left out so built-in defaults apply."""
-    mapper = COMMANDS.get(command)
-    if mapper is None:
-        return {}
-    return {k: _plain(v) for k, v in mapper(cfg).items() if v is not None}
+Paths = Callable[[RunConfig, RunLayout, "str | None"], dict[str, Any]]
 
 
-def _layout(cfg: RunConfig) -> Any:
-    from slidepredict.workflow import RunLayout
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command: the settings it uses, the layout paths it takes, and which parameter names its target."""
 
-    return RunLayout(cfg.output_dir)
+    uses: tuple[Uses, ...]
+    paths: Paths
+    target_param: str | None = None
 
 
-def _first_target(cfg: RunConfig) -> str | None:
+COMMANDS: Registry[CommandSpec] = Registry("command")
+
+
+def section_model(section: str) -> type[BaseModel]:
+    """The settings class of a `RunConfig` section (``training`` -> ``TrainingSettings``)."""
+    from slidepredict.core.settings import submodel
+
+    model = submodel(RunConfig.model_fields[section].annotation)
+    if model is None:
+        raise KeyError(section)
+    return model
+
+
+def first_target(cfg: RunConfig) -> str | None:
     return cfg.training.targets[0] if cfg.training else None
 
 
-@register_command("tile")
-def _tile(cfg: RunConfig) -> dict[str, Any]:
-    t = cfg.tiling
-    return {
-        "slides": [cfg.cohort.slides_dir], "out": _layout(cfg).tiles, "tile_um": t.tile_um,
-        "tile_px": t.tile_px, "min_tissue": t.min_tissue, "mpp": cfg.cohort.mpp, "no_qc": not t.qc,
-    }
+def resolve(cfg: RunConfig | None, command: str, target: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``pipeline.stages.<command>`` for ``cfg`` (defaults alone when there is none).
+
+    Sections the config lacks (no ``training:``) start from their defaults, required keys unset.
+    """
+    spec = COMMANDS[command]
+    kwargs: dict[str, Any] = {}
+    for use in spec.uses:
+        have = getattr(cfg, use.section, None) if cfg is not None else None
+        kwargs[use.section] = have.model_copy(deep=True) if have is not None else use.model.model_construct()
+    if cfg is not None:
+        kwargs.update(spec.paths(cfg, RunLayout(cfg.output_dir), target or first_target(cfg)))
+    return kwargs
 
 
-@register_command("extract")
-def _extract(cfg: RunConfig) -> dict[str, Any]:
-    e, t, layout = cfg.extract, cfg.tiling, _layout(cfg)
-    return {
-        "slides": [cfg.cohort.slides_dir], "out": layout.features, "coords": layout.tiles,
-        "encoder": e.encoder, "weights": e.weights, "tile_um": t.tile_um, "tile_px": t.tile_px,
-        "min_tissue": t.min_tissue, "batch_size": e.batch_size, "workers": e.workers, "device": e.device,
-        "precision": e.precision, "stain_norm": e.stain_norm, "mpp": cfg.cohort.mpp,
-    }
+def _register(name: str, *uses: Uses, target_param: str | None = None) -> Callable[[Paths], Paths]:
+    def deco(paths: Paths) -> Paths:
+        COMMANDS.register(name)(CommandSpec(uses=uses, paths=paths, target_param=target_param))
+        return paths
+
+    return deco
 
 
-def _training(cfg: RunConfig, out: Path) -> dict[str, Any]:
-    c, t = cfg.cohort, cfg.training
-    values: dict[str, Any] = {
-        "clini": c.clini_table, "slides_table": c.slide_table, "features": _layout(cfg).features,
-        "patient_col": c.patient_col, "filename_col": c.filename_col, "out": out,
-    }
-    if t is not None:
-        values.update(target=list(t.targets), model=t.model, bag_size=t.bag_size, epochs=t.epochs, seed=t.seed)
-    return values
+_SLIDE_COHORT = Uses("cohort", ("mpp",))
+_TABLES = Uses("cohort", ("clini_table", "slide_table", "patient_col", "filename_col"))
+_COLUMNS = Uses("cohort", ("patient_col", "filename_col"))
 
 
-@register_command("crossval")
-def _crossval(cfg: RunConfig) -> dict[str, Any]:
-    values = _training(cfg, cfg.output_dir / "crossval")
-    if cfg.training is not None:
-        values["folds"] = cfg.training.folds
-    return values
+@_register("tile", _SLIDE_COHORT, Uses("tiling"), Uses("extract", ("encoder",)))
+def _tile(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"slides": [cfg.cohort.slides_dir], "out": layout.tiles}
 
 
-@register_command("train")
-def _train(cfg: RunConfig) -> dict[str, Any]:
-    return _training(cfg, cfg.output_dir / "train")
+@_register("extract", _SLIDE_COHORT, Uses("tiling"), Uses("extract"))
+def _extract(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"slides": [cfg.cohort.slides_dir], "out": layout.features, "coords": layout.tiles}
 
 
-@register_command("deploy")
-def _deploy(cfg: RunConfig) -> dict[str, Any]:
-    target, layout = _first_target(cfg), _layout(cfg)
-    values: dict[str, Any] = {
-        "patient_col": cfg.cohort.patient_col, "filename_col": cfg.cohort.filename_col,
-        "n_bootstrap": cfg.stats.n_bootstrap, "seed": cfg.stats.seed, "target": target,
-    }
-    if cfg.deploy is not None:
-        values.update(features=layout.external_features, clini=cfg.deploy.clini_table, slides_table=cfg.deploy.slide_table)
+@_register("crossval", _TABLES, Uses("training"))
+def _crossval(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"features": layout.features, "out": layout.root / "crossval"}
+
+
+@_register("train", _TABLES, Uses("training", skip=("folds",)))
+def _train(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"features": layout.features, "out": layout.root / "train"}
+
+
+def trained_models(cfg: RunConfig, layout: RunLayout, target: str) -> Path:
+    """The fold ensemble's folder when cross-validation is configured, else the final model's."""
+    return layout.crossval(target) if cfg.training is None or cfg.training.crossval else layout.train(target)
+
+
+@_register("deploy", _COLUMNS, Uses("deploy", ("clini_table", "slide_table")), Uses("training", ("device",)),
+           Uses("stats"), target_param="target")
+def _deploy(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    paths: dict[str, Any] = {"features": layout.external_features} if cfg.deploy is not None else {}
     if target is not None:
-        values.update(model=[layout.crossval(target)], out=layout.deploy(target), positive=cfg.stats.positive.get(target))
-    return values
+        paths.update(model=[trained_models(cfg, layout, target)], out=layout.deploy(target), target=target)
+    return paths
 
 
-@register_command("stats")
-def _stats(cfg: RunConfig) -> dict[str, Any]:
-    target = _first_target(cfg)
-    return {
-        "n_bootstrap": cfg.stats.n_bootstrap, "seed": cfg.stats.seed,
-        "positive": cfg.stats.positive.get(target) if target else None,
-    }
+@_register("stats", Uses("stats"))
+def _stats(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    if target is None or cfg.training is None or not cfg.training.crossval:
+        return {}
+    return {"preds": [layout.crossval_preds(target)], "out": layout.stats(target)}
 
 
-@register_command("heatmaps")
-def _heatmaps(cfg: RunConfig) -> dict[str, Any]:
-    target, layout, h = _first_target(cfg), _layout(cfg), cfg.heatmaps
-    values: dict[str, Any] = {
-        "slides": cfg.cohort.slides_dir, "features": layout.features, "topk": h.topk, "mpp": cfg.cohort.mpp,
-        "slides_table": cfg.cohort.slide_table, "patient_col": cfg.cohort.patient_col,
-        "filename_col": cfg.cohort.filename_col,
-    }
-    if h.slides:
-        values["slide"] = list(h.slides)
+def heatmap_model(cfg: RunConfig, layout: RunLayout, target: str) -> Path:
+    """The final model when one is trained, else fold 0's (both are in-sample for the training cohort)."""
+    if cfg.training is not None and not cfg.training.train:
+        return layout.fold_model(target, 0)
+    return layout.final_model(target)
+
+
+@_register("heatmaps", Uses("cohort", ("slides_dir", "slide_table", "patient_col", "filename_col", "mpp")),
+           Uses("heatmaps"), Uses("training", ("device",)))
+def _heatmaps(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    paths: dict[str, Any] = {"features": layout.features}
     if target is not None:
-        values.update(out=layout.heatmaps(target), model=layout.train(target) / "model.ckpt")
-    return values
+        paths.update(model=heatmap_model(cfg, layout, target), out=layout.heatmaps(target))
+    return paths
 
 
-@register_command("report")
-def _report(cfg: RunConfig) -> dict[str, Any]:
-    return {"run_dir": cfg.output_dir, "title": cfg.report.title}
+@_register("report", Uses("report"))
+def _report(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"run_dir": layout.root}

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from slidepredict.config.models import RunConfig
+from slidepredict.core.settings import explain, submodel
 from slidepredict.errors import ConfigError
 
 RESOLVED_NAME = "config.resolved.yaml"
@@ -17,36 +18,23 @@ RESOLVED_NAME = "config.resolved.yaml"
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (for listing allowed keys)."""
-    model: type[BaseModel] = RunConfig
+    model: type[BaseModel] | None = RunConfig
     for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
+        field = model.model_fields.get(str(part)) if model is not None else None
         if field is None:
             return None
-        inner = [a for a in typing.get_args(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        elif inner:
-            model = inner[0]
-        else:
-            return None
+        model = submodel(field.annotation)
     return model
 
 
 def _describe(err: dict[str, Any]) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
+    if err["type"] == "extra_forbidden":
         owner = _model_at(loc)
         allowed = ", ".join(owner.model_fields) if owner else "see `slidepredict init`"
         return f"unknown key '{key}' (allowed here: {allowed})"
-    if kind == "missing":
-        return f"missing required key '{key}'"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"'{key}' must be one of {expected} (got {err.get('input')!r})"
-    return f"'{key}': {err['msg']} (got {err.get('input')!r})"
+    return explain(key, err)
 
 
 def _resolve_paths(data: Any, base: Path, model: type[BaseModel]) -> Any:
@@ -57,12 +45,10 @@ def _resolve_paths(data: Any, base: Path, model: type[BaseModel]) -> Any:
     for name, field in model.model_fields.items():
         if name not in out or out[name] is None:
             continue
-        ann = field.annotation
-        args = typing.get_args(ann)
-        sub = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if sub:
-            out[name] = _resolve_paths(out[name], base, sub[0])
-        elif (ann is Path or Path in args) and isinstance(out[name], str):
+        sub = submodel(field.annotation)
+        if sub is not None:
+            out[name] = _resolve_paths(out[name], base, sub)
+        elif (field.annotation is Path or Path in typing.get_args(field.annotation)) and isinstance(out[name], str):
             p = Path(out[name]).expanduser()
             out[name] = str(p if p.is_absolute() else (base / p))
     return out
@@ -80,21 +66,7 @@ def parse_config(data: Any, source: str, base: Path | None = None) -> RunConfig:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: {_describe(errors[0])}{more}") from None
-    _check_registries(cfg, source)
     return cfg
-
-
-def _check_registries(cfg: RunConfig, source: str) -> None:
-    """Names that must exist in a registry are checked here, listing the registered ones."""
-    from slidepredict.config.registries import known_names
-
-    checks = [("extract.encoder", cfg.extract.encoder, "encoders")]
-    if cfg.training is not None:
-        checks.append(("training.model", cfg.training.model, "mil"))
-    for key, value, registry in checks:
-        names = known_names(registry)
-        if names is not None and value not in names:
-            raise ConfigError(f"{source}: '{key}' must be one of {', '.join(names)} (got {value!r})")
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:

@@ -4,7 +4,6 @@ generated from the pydantic models so neither can drift from what is validated."
 from __future__ import annotations
 
 import json
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from slidepredict.config.models import RunConfig
+from slidepredict.core.settings import field_extra, flag_name, submodel
 
 # Example values for required keys, so the template is a runnable starting point.
 EXAMPLES: dict[str, Any] = {
@@ -29,11 +29,7 @@ TEMPLATE_SECTIONS = ("training",)
 
 
 def _submodel(field: Any) -> type[BaseModel] | None:
-    ann = field.annotation
-    for a in (ann, *typing.get_args(ann)):
-        if isinstance(a, type) and issubclass(a, BaseModel):
-            return a
-    return None
+    return submodel(field.annotation)
 
 
 def _scalar(value: Any) -> str:
@@ -90,22 +86,37 @@ def template_yaml(model: type[BaseModel] = RunConfig, prefix: str = "", indent: 
     return "\n".join(lines).rstrip() + "\n" if not prefix else "\n".join(lines)
 
 
+def flag_cell(section: str | None, model: type[BaseModel], name: str) -> str:
+    """Where a key is set on the command line: its flag and the commands that take it, or why none does."""
+    from slidepredict.config.commands import COMMANDS
+
+    extra = field_extra(model, name)
+    if "run_only" in extra:
+        return f"`run` only: {extra['run_only']}"
+    users = [cmd for cmd, spec in COMMANDS.items()
+             if any(use.section == section and name in use.names() for use in spec.uses)]
+    return f"`{flag_name(model, name)}` ({', '.join(users)})"
+
+
 def reference_markdown() -> str:
-    """docs/config.md: one table per section."""
+    """docs/config.md: one table per section, with each key's flag."""
     out = ["# Configuration reference", "",
-           "Generated from `slidepredict/config/models.py` (`python -m slidepredict.config.template > docs/config.md`).",
-           "Unknown keys are errors. Relative paths are relative to the config file.", ""]
+           "Generated from the settings models (`python -m slidepredict.config.template > docs/config.md`).",
+           "Unknown keys are errors. Relative paths are relative to the config file. Every key is also a flag",
+           "of the commands that use it; a flag overrides the config (`slidepredict tile --config c.yaml --tile-um 128`).",
+           "A per-target key (`{MSI: MSI-H}`) takes one value on the command line, applied to every target.", ""]
+    header = ["| key | default | flag (commands) | description |", "|---|---|---|---|"]
     top = [(n, f) for n, f in RunConfig.model_fields.items() if _submodel(f) is None]
     sections = [(n, f) for n, f in RunConfig.model_fields.items() if _submodel(f) is not None]
-    out += ["## Top level", "", "| key | default | description |", "|---|---|---|"]
-    out += [f"| `{n}` | {_md_default(f)} | {f.description or ''} |" for n, f in top]
+    out += ["## Top level", "", *header]
+    out += [f"| `{n}` | {_md_default(f)} | {flag_cell(None, RunConfig, n)} | {f.description or ''} |" for n, f in top]
     for name, field in sections:
         sub = _submodel(field)
         assert sub is not None
         req = "optional section" if field.default is None else "section"
-        out += ["", f"## `{name}` ({req})", "", (sub.__doc__ or "").strip(), "",
-                "| key | default | description |", "|---|---|---|"]
-        out += [f"| `{n}` | {_md_default(f)} | {f.description or ''} |" for n, f in sub.model_fields.items()]
+        out += ["", f"## `{name}` ({req})", "", (sub.__doc__ or "").strip(), "", *header]
+        out += [f"| `{n}` | {_md_default(f)} | {flag_cell(name, sub, n)} | {f.description or ''} |"
+                for n, f in sub.model_fields.items()]
     return "\n".join(out) + "\n"
 
 

@@ -18,12 +18,13 @@ from slidepredict.features._weights import MissingWeightsError, resolve_weights,
 
 if TYPE_CHECKING:  # heavy (torch): imported on first use below
     from slidepredict.features._builder import Encoder, load_encoder
-    from slidepredict.features.extraction import ExtractParams, extract, extract_slide
+    from slidepredict.features.extraction import extract, extract_slide
+    from slidepredict.features.settings import ExtractSettings
 
 _LAZY = {
     "Encoder": "slidepredict.features._builder",
     "load_encoder": "slidepredict.features._builder",
-    "ExtractParams": "slidepredict.features.extraction",
+    "ExtractSettings": "slidepredict.features.settings",
     "extract": "slidepredict.features.extraction",
     "extract_slide": "slidepredict.features.extraction",
 }
@@ -38,6 +39,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Encoder", "EncoderConfig", "ExtractParams", "MissingWeightsError", "extract", "extract_slide",
+    "Encoder", "EncoderConfig", "ExtractSettings", "MissingWeightsError", "extract", "extract_slide",
     "get_encoder", "list_encoders", "load_encoder", "register_encoder", "resolve_weights", "weight_status",
 ]

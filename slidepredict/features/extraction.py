@@ -14,7 +14,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,52 +26,20 @@ from slidepredict.errors import ConfigError, SlidePredictError
 from slidepredict.features._builder import Encoder, load_encoder
 from slidepredict.features.stain_norm import make_stain_normalizer
 from slidepredict.slide import Slide, open_slide, slide_stem
-from slidepredict.tiling import TilingParams, coords_path, load_coords, tile_slide
+from slidepredict.core.device import resolve_device
+from slidepredict.layout import COORDS_SUBDIR
+from slidepredict.features.settings import ExtractSettings
+from slidepredict.tiling import TilingSettings, coords_path, load_coords, resolve_tile_px, tile_slide
 from slidepredict.units import Microns, SlidePixels, TilePixels
 
 log = logging.getLogger("slidepredict")
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-FEATURE_DTYPES = ("float32", "float16")
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class ExtractParams:
-    """How to run the encoder; none of these change which features a file should hold."""
-
-    batch_size: int = 64
-    workers: int | None = None  # None = auto_workers(device)
-    device: str = "auto"
-    precision: str = "auto"
-    features_dtype: str = "float32"
-    threads: int | None = None  # torch intra-op threads in the main process; None = torch's default
-
-    def validate(self) -> None:
-        checks = [
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.workers is None or self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
-            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (self.features_dtype in FEATURE_DTYPES, f"--dtype must be one of {', '.join(FEATURE_DTYPES)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
 
 
 def features_path(out_dir: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
     """``<out_dir>/<slide_stem>.h5``, the DESIGN.md §3 location."""
     return Path(out_dir) / f"{slide_stem(slide_path)}.h5"
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
-    return torch.device(device)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -143,8 +110,7 @@ def _worker_init(_: int) -> None:
 class Runner:
     """An encoder on a device with a precision: turns a :class:`TileDataset` into an (N, D) array."""
 
-    def __init__(self, encoder: Encoder, params: ExtractParams):
-        params.validate()
+    def __init__(self, encoder: Encoder, params: ExtractSettings):
         self.encoder, self.params = encoder, params
         self.device = resolve_device(params.device)
         self.precision = resolve_precision(params.precision, self.device)
@@ -209,14 +175,14 @@ def extract_slide(
     slide_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     runner: Runner,
-    tiling: TilingParams,
+    tiling: TilingSettings,
     coords_dir: str | os.PathLike[str],
     stain_norm: str = "none",
     mpp: float | None = None,
 ) -> str:
     """Features for one slide; returns batch.DONE, SKIPPED (complete and matching) or BUSY (locked)."""
     slide_path = Path(slide_path)
-    if tile_slide(slide_path, coords_dir, tiling, mpp=mpp, qc=True) == batch.BUSY:
+    if tile_slide(slide_path, coords_dir, tiling, mpp=mpp) == batch.BUSY:
         return batch.BUSY  # another process is tiling this slide; a later run picks it up
     coords, cattrs = load_coords(coords_path(coords_dir, slide_path))
     enc = runner.encoder
@@ -236,7 +202,7 @@ def extract_slide(
         dt = time.perf_counter() - t0
         log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_path.name, len(coords), dt, len(coords) / max(dt, 1e-9))
         extra = {"precision": runner.precision, "weights": enc.weights.source, "n_tiles": len(coords)}
-        h5io.write_h5_atomic(target, {"features": feats.astype(runner.params.features_dtype), "coords": coords}, {**attrs, **extra})
+        h5io.write_h5_atomic(target, {"features": feats.astype(runner.params.dtype), "coords": coords}, {**attrs, **extra})
 
     return h5io.write_once(target, attrs, work, ("features", "coords"))
 
@@ -244,14 +210,10 @@ def extract_slide(
 def extract(
     slides: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
-    encoder: str = "resnet50-trunc",
+    settings: ExtractSettings | None = None,
     *,
-    weights: str | os.PathLike[str] | None = None,
-    tiling: TilingParams | None = None,
-    params: ExtractParams | None = None,
+    tiling: TilingSettings | None = None,
     coords_dir: str | os.PathLike[str] | None = None,
-    stain_norm: str | None = None,
-    stain_ref: str | os.PathLike[str] | None = None,
     shard: str | None = None,
     mpp: float | None = None,
 ) -> batch.BatchResult:
@@ -264,24 +226,22 @@ def extract(
     from slidepredict.features._registry import get_encoder
     from slidepredict.slide import find_slides
 
-    params = params or ExtractParams()
-    params.validate()
-    cfg = get_encoder(encoder)
-    tiling = tiling or TilingParams(tile_px=cfg.input_px)
-    tiling.validate()
+    settings = settings or ExtractSettings()
+    tiling = resolve_tile_px(tiling or TilingSettings(), get_encoder(settings.encoder).input_px)
     found = find_slides(list(slides), required=True)
     paths = batch.select_shard(found, shard)
     if not paths:
         raise SlidePredictError(f"--shard {shard} selects no slide: there are only {len(found)}")
-    normalizer = make_stain_normalizer(stain_norm, stain_ref)
-    runner = Runner(load_encoder(encoder, weights, stain_norm=normalizer), params)  # fails before any output
-    runner.check_tile_size(tiling.tile_px)
+    normalizer = make_stain_normalizer(settings.stain_norm, settings.stain_ref)
+    encoder = load_encoder(settings.encoder, settings.weights, stain_norm=normalizer)
+    runner = Runner(encoder, settings)  # fails before any output
+    runner.check_tile_size(int(tiling.tile_px))  # type: ignore[arg-type]
     out = batch.check_writable(out_dir)
-    coords_dir = batch.check_writable(coords_dir if coords_dir is not None else out / "coords")
+    coords_dir = batch.check_writable(coords_dir if coords_dir is not None else out / COORDS_SUBDIR)
     h5io.clean_partials(out)
     tag = normalizer.tag if normalizer is not None else "none"
     return batch.run_per_slide(
         paths,
         lambda p: extract_slide(p, out, runner, tiling, coords_dir, stain_norm=tag, mpp=mpp),
-        f"Extracting {encoder} features",
+        f"Extracting {settings.encoder} features",
     )

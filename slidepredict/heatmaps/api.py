@@ -25,6 +25,7 @@ from slidepredict.heatmaps.overlay import map_scale, write_overlays
 from slidepredict.heatmaps.patients import PatientPrediction, patient_predictions
 from slidepredict.heatmaps.qupath import score_stack, write_geojson, write_ome_tiff
 from slidepredict.heatmaps.scores import check_same_slide, score_slide
+from slidepredict.heatmaps.settings import HeatmapSettings
 from slidepredict.heatmaps.tiles import contact_sheet, extract_tiles
 from slidepredict.slide import Slide, find_slides, open_slide, slide_stem
 from slidepredict.training.predict import LoadedModel, load_model
@@ -32,27 +33,8 @@ from slidepredict.training.predict import LoadedModel, load_model
 log = logging.getLogger(__name__)
 
 SCORES_FILE = "tile-scores.csv"
+DRAWING = ("topk", "thumb_px", "map_px", "tile_px")  # the settings that change what is drawn for a slide
 DONE_FILE = "heatmaps.json"  # written last: its presence and content mark a finished slide
-
-
-@dataclass
-class HeatmapParams:
-    """How much to draw; every size is bounded so cost does not grow with the slide."""
-
-    topk: int = 8
-    thumb_px: int = 2048  # long side of the overlay thumbnail
-    map_px: int = 4096  # long side of the OME-TIFF score map
-    tile_px: int | None = None  # saved tile images (default: the feature file's tile_size_px)
-    mpp: float | None = None  # for slides whose files lack it (else the feature file's MPP is used)
-
-    def validate(self) -> None:
-        if self.topk < 0:
-            raise SlidePredictError(f"--topk must be 0 or more, got {self.topk}")
-        for name in ("thumb_px", "map_px"):
-            if getattr(self, name) < 64:
-                raise SlidePredictError(f"{name} must be at least 64, got {getattr(self, name)}")
-        if self.tile_px is not None and self.tile_px < 8:
-            raise SlidePredictError(f"tile_px must be at least 8, got {self.tile_px}")
 
 
 @dataclass
@@ -97,20 +79,20 @@ def select_slides(slides_dir: Path, features_dir: Path, names: Sequence[str] | N
     return have
 
 
-def _open(slide_path: Path, params: HeatmapParams, attrs: dict[str, Any]) -> Slide:
+def _open(slide_path: Path, mpp: float | None, attrs: dict[str, Any]) -> Slide:
     """The slide with its own MPP, else --mpp, else the MPP the features were extracted at."""
     try:
-        return open_slide(slide_path, mpp=params.mpp)
+        return open_slide(slide_path, mpp=mpp)
     except MPPError:
         if attrs.get("mpp") in (None, "none"):
             raise
         return open_slide(slide_path, mpp=float(attrs["mpp"]))
 
 
-def _fingerprint(model_sha: str, features: Path, params: HeatmapParams, patient: PatientPrediction | None) -> dict[str, Any]:
+def _fingerprint(model_sha: str, features: Path, params: HeatmapSettings, patient: PatientPrediction | None) -> dict[str, Any]:
     st = features.stat()
     return {"model_sha256": model_sha, "features": str(features.resolve()), "features_size": st.st_size,
-            "features_mtime_ns": st.st_mtime_ns, "params": {k: v for k, v in vars(params).items() if k != "mpp"},
+            "features_mtime_ns": st.st_mtime_ns, "params": params.model_dump(include=set(DRAWING)),
             "patient": None if patient is None else [patient.patient, [round(float(p), 6) for p in patient.probs]]}
 
 
@@ -131,10 +113,11 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folder: Path, stem: str,
-               params: HeatmapParams, patient: PatientPrediction | None = None) -> dict[str, Any]:
+               params: HeatmapSettings, patient: PatientPrediction | None = None, mpp: float | None = None,
+               ) -> dict[str, Any]:
     """Every output file of one slide into ``folder``; returns the summary stored in ``heatmaps.json``."""
     bag = read_features(features_path)
-    with _open(slide_path, params, bag.attrs) as slide:
+    with _open(slide_path, mpp, bag.attrs) as slide:
         check_same_slide(bag.attrs, slide.dimensions, str(features_path), slide_path.name)
         scores = score_slide(loaded, bag, float(slide.mpp))
         if patient is not None:
@@ -160,7 +143,8 @@ def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folde
 
 
 def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, out_dir: Path,
-                  params: HeatmapParams, model_sha: str, patient: PatientPrediction | None = None) -> str:
+                  params: HeatmapSettings, model_sha: str, patient: PatientPrediction | None = None,
+                  mpp: float | None = None) -> str:
     """One slide into ``<out_dir>/<stem>/``; returns batch.DONE or batch.SKIPPED (finished with the same inputs)."""
     stem = slide_stem(slide_path)
     final = out_dir / stem
@@ -172,7 +156,7 @@ def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, ou
     tmp = out_dir / f".{stem}.partial-{os.getpid()}"
     tmp.mkdir()
     try:
-        summary = draw_slide(loaded, slide_path, features_path, tmp, stem, params, patient)
+        summary = draw_slide(loaded, slide_path, features_path, tmp, stem, params, patient, mpp)
         (tmp / DONE_FILE).write_text(json.dumps({**summary, "inputs": fingerprint}, indent=1))
         _publish(tmp, final)
     finally:
@@ -186,25 +170,27 @@ def run_heatmaps(
     slides_dir: str | os.PathLike[str],
     features_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    slides: Sequence[str] | None = None,
-    params: HeatmapParams | None = None,
-    max_slides: int | None = None,
-    device: str = "cpu",
+    settings: HeatmapSettings | None = None,
+    *,
+    mpp: float | None = None,
+    device: str = "auto",
     slide_table: str | os.PathLike[str] | None = None,
     patient_col: str = "PATIENT",
     filename_col: str = "FILENAME",
 ) -> HeatmapRun:
-    """Like :func:`heatmaps`, but also returns the batch outcome (failures, exit code) for the CLI.
+    """Draw heatmaps, top tiles and QuPath files for ``settings.slides`` (or up to ``max_slides`` with features).
 
-    With a ``slide_table``, titles show the patient's prediction over all its slides.
+    A slide that fails is reported and the others go on. With a ``slide_table``, titles show the
+    patient's prediction over all its slides.
     """
-    params = params or HeatmapParams()
-    params.validate()
+    settings = settings or HeatmapSettings()
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     model_sha = file_sha256(loaded.path)
-    pairs = select_slides(Path(slides_dir), Path(features_dir), slides)
-    if max_slides is not None and not slides:
-        pairs = pairs[:max_slides]
+    pairs = select_slides(Path(slides_dir), Path(features_dir), settings.slides or None)
+    if settings.max_slides and not settings.slides and len(pairs) > settings.max_slides:
+        log.info("drawing %d of %d slides (max_slides; name slides with --slide, or --max-slides 0 for all)",
+                 settings.max_slides, len(pairs))
+        pairs = pairs[: settings.max_slides]
     out = batch.check_writable(out_dir)
     features_of = dict(pairs)
     patients = {} if slide_table is None else patient_predictions(
@@ -212,35 +198,9 @@ def run_heatmaps(
     run = HeatmapRun()
     run.result = batch.run_per_slide(
         [p for p, _ in pairs],
-        lambda p: heatmap_slide(loaded, p, features_of[p], out, params, model_sha, patients.get(features_of[p].stem)),
+        lambda p: heatmap_slide(loaded, p, features_of[p], out, settings, model_sha, patients.get(features_of[p].stem), mpp),
         f"Heatmaps ({loaded.meta.target})",
     )
     finished = set(run.result.done) | set(run.result.skipped)
     run.folders = [out / slide_stem(p) for p, _ in pairs if p in finished]
     return run
-
-
-def heatmaps(
-    model: str | os.PathLike[str] | LoadedModel,
-    slides_dir: str | os.PathLike[str],
-    features_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    slides: Sequence[str] | None = None,
-    topk: int = 8,
-    *,
-    mpp: float | None = None,
-    thumb_px: int = 2048,
-    map_px: int = 4096,
-    max_slides: int | None = None,
-    device: str = "cpu",
-    slide_table: str | os.PathLike[str] | None = None,
-    patient_col: str = "PATIENT",
-    filename_col: str = "FILENAME",
-) -> list[Path]:
-    """Draw heatmaps, top tiles and QuPath files for every slide with features; returns the per-slide folders.
-
-    A slide that fails is logged in one line and left out of the list; the others go on.
-    """
-    params = HeatmapParams(topk=topk, thumb_px=thumb_px, map_px=map_px, mpp=mpp)
-    return run_heatmaps(model, slides_dir, features_dir, out_dir, slides, params, max_slides, device,
-                        slide_table, patient_col, filename_col).folders

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slidepredict.errors import ConfigError
-from slidepredict.registry import Registry
+from slidepredict.core.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,12 @@ return nothing when those files are absent, so the same report works for a full
 ``run``, a lone ``crossval`` folder or a ``deploy`` folder.
 """
 
-from slidepredict.report._render import REPORT_NAME, build_report
-from slidepredict.report._sections import SECTIONS, register_section
+from slidepredict.core.lazy import lazy_exports
 
-__all__ = ["REPORT_NAME", "SECTIONS", "build_report", "register_section"]
+_API = {
+    **dict.fromkeys(("REPORT_NAME", "build_report"), "slidepredict.report._render"),
+    **dict.fromkeys(("SECTIONS", "register_section"), "slidepredict.report._sections"),
+    "ReportSettings": "slidepredict.report.settings",
+}
+__getattr__ = lazy_exports(__name__, _API)
+__all__ = sorted(_API)

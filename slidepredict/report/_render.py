@@ -11,7 +11,7 @@ from slidepredict.atomic import write_text_atomic
 from slidepredict.errors import SlidePredictError
 from slidepredict.report._sections import SECTIONS, Section
 
-REPORT_NAME = "report.html"
+from slidepredict.layout import REPORT_FILE as REPORT_NAME
 _TEMPLATES = Path(__file__).with_name("templates")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from slidepredict.registry import Registry
+from slidepredict.core.registry import Registry
 
 MAX_PRED_ROWS = 500
 

@@ -1,14 +1,11 @@
 """Statistics of patient-level predictions: AUROC/AUPRC with bootstrap CIs, thresholds, calibration, plots."""
 
-from slidepredict.stats.api import POOLED, StatsResult, compute_stats
-from slidepredict.stats.tables import Predictions, PredictionsError, load_all, read_predictions
+from slidepredict.core.lazy import lazy_exports
 
-__all__ = [
-    "POOLED",
-    "Predictions",
-    "PredictionsError",
-    "StatsResult",
-    "compute_stats",
-    "load_all",
-    "read_predictions",
-]
+_API = {
+    **dict.fromkeys(("POOLED", "StatsResult", "compute_stats"), "slidepredict.stats.api"),
+    **dict.fromkeys(("Predictions", "PredictionsError", "load_all", "read_predictions"), "slidepredict.stats.tables"),
+    "StatsSettings": "slidepredict.stats.settings",
+}
+__getattr__ = lazy_exports(__name__, _API)
+__all__ = sorted(_API)

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from slidepredict.batch import check_writable
+from slidepredict.core.settings import for_target
 from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
 from slidepredict.stats.plots import plot_target
 from slidepredict.stats.tables import Predictions, PredictionsError, load_all, safe_name
@@ -101,15 +103,18 @@ def compute_stats(
     n_bootstrap: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
-    positive: str | None = None,
+    positive: str | Mapping[str, str] | None = None,
 ) -> StatsResult:
-    """Per target, class and group (file/fold and pooled): metrics with CIs, confusion, plots."""
+    """Per target, class and group (file/fold and pooled): metrics with CIs, confusion, plots.
+
+    ``positive`` is one class for every binary target, or a per-target mapping (the `stats.positive` setting).
+    """
     _check_options(n_bootstrap, ci)
     by_target = load_all([Path(p) for p in pred_files])
     plans = []  # (fold groups, pooled group, classes to plot); all choices checked before any work
     for groups in by_target.values():
         pooled = pool(groups)
-        chosen = positive_class(pooled, positive)
+        chosen = positive_class(pooled, for_target(positive, pooled.target) if isinstance(positive, Mapping) else positive)
         shown = [chosen] if len(pooled.classes) == 2 else list(pooled.classes)
         plans.append((groups if len(groups) > 1 else [], pooled, shown))
     tables, matrices = [], {}

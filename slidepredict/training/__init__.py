@@ -1,15 +1,17 @@
 """Patient-level training with Lightning: bags, the LightningModule, checkpoints, cross-validation, inference.
 
 Deployment and heatmaps need only :func:`load_model`, :func:`predict_bag` and :func:`predict_cohort`.
+Names are imported on first use, so ``slidepredict.training.settings`` stays free of torch.
 """
 
-from slidepredict.training.checkpoint import CheckpointError, ModelMeta, load_checkpoint, save_checkpoint
-from slidepredict.training.crossval import crossval, make_splits, pooled_auroc, train_final
-from slidepredict.training.fit import TrainConfig, check_trainable, fit
-from slidepredict.training.predict import LoadedModel, load_model, predict_bag, predict_cohort
+from slidepredict.core.lazy import lazy_exports
 
-__all__ = [
-    "CheckpointError", "LoadedModel", "ModelMeta", "TrainConfig", "check_trainable", "crossval", "fit",
-    "load_checkpoint", "load_model", "make_splits", "pooled_auroc", "predict_bag", "predict_cohort",
-    "save_checkpoint", "train_final",
-]
+_API = {
+    **dict.fromkeys(("CheckpointError", "ModelMeta", "load_checkpoint", "save_checkpoint"), "slidepredict.training.checkpoint"),
+    **dict.fromkeys(("crossval", "make_splits", "pooled_auroc", "train_final"), "slidepredict.training.folds"),
+    **dict.fromkeys(("check_trainable", "fit"), "slidepredict.training.fitting"),
+    **dict.fromkeys(("LoadedModel", "load_model", "predict_bag", "predict_cohort"), "slidepredict.training.predict"),
+    **dict.fromkeys(("TrainSettings", "TrainingSettings"), "slidepredict.training.settings"),
+}
+__getattr__ = lazy_exports(__name__, _API)
+__all__ = sorted(_API)

@@ -58,11 +58,13 @@ class LoadedModel:
 
 
 def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel:
-    """Rebuild the head from its checkpoint (``weights_only=True``) in eval mode."""
+    """Rebuild the head from its checkpoint (``weights_only=True``) in eval mode on ``device`` (auto|cpu|cuda)."""
+    from slidepredict.core.device import resolve_device
+
     state, meta = load_checkpoint(path)
     model = create_mil(meta.model, meta.spec.dim, len(meta.categories), **meta.model_hparams)
     model.load_state_dict(state)
-    return LoadedModel(model=model.eval().to(device), meta=meta, path=Path(path))
+    return LoadedModel(model=model.eval().to(resolve_device(device)), meta=meta, path=Path(path))
 
 
 def _device(loaded: LoadedModel) -> torch.device:

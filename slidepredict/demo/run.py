@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slidepredict.config import RunConfig, parse_config
-from slidepredict.workflow import RunContext, run_workflow
+from slidepredict.pipeline.run import RunContext, run_workflow
 
 log = logging.getLogger("slidepredict")
 
@@ -29,7 +29,7 @@ class DemoSize:
 
 def demo_config(out: Path, size: DemoSize = DemoSize(), seed: int = 0) -> RunConfig:
     """Generate both cohorts under ``out/data`` (once) and return the run's configuration."""
-    from slidepredict.synthetic import make_cohort
+    from slidepredict.demo.synthetic import make_cohort
 
     data = out / "data"
     cohorts = {}

@@ -16,14 +16,12 @@ from typing import Any
 from slidepredict.atomic import write_text_atomic
 from slidepredict.cohort import Cohort
 from slidepredict.errors import CohortError, ConfigError
-from slidepredict.training.fit import TrainConfig, check_trainable, fit
+from slidepredict.layout import COHORT_FILE, MODEL_FILE, PREDS_FILE, SPLITS_FILE, TRAIN_CONFIG_FILE, fold_dir
+from slidepredict.training.fitting import check_trainable, fit
 from slidepredict.training.predict import predict_cohort
+from slidepredict.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
-
-MODEL_FILE = "model.ckpt"
-PREDS_FILE = "patient-preds.csv"
-
 
 def make_splits(cohort: Cohort, folds: int, seed: int) -> list[dict[str, list[str]]]:
     """Stratified k-fold over patients (a patient's slides never straddle folds)."""
@@ -57,9 +55,9 @@ def load_or_make_splits(path: Path, cohort: Cohort, folds: int, seed: int) -> li
     return splits
 
 
-def _guard_config(out_dir: Path, config: TrainConfig) -> None:
+def _guard_config(out_dir: Path, config: TrainSettings) -> None:
     """Refuse to continue a run made with other model settings in the same folder."""
-    path = out_dir / "train-config.json"
+    path = out_dir / TRAIN_CONFIG_FILE
     if path.is_file():
         before = json.loads(path.read_text())
         now = json.loads(json.dumps(config.model_settings()))
@@ -74,11 +72,11 @@ def _guard_config(out_dir: Path, config: TrainConfig) -> None:
 
 
 def _write_cohort_summary(out_dir: Path, cohort: Cohort) -> None:
-    write_text_atomic(out_dir / "cohort.json", json.dumps(cohort.summary(), indent=1))
+    write_text_atomic(out_dir / COHORT_FILE, json.dumps(cohort.summary(), indent=1))
 
 
 def crossval(
-    cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfig, folds: int = 5, fold: int | None = None
+    cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSettings, folds: int = 5, fold: int | None = None
 ) -> Any:
     """Train and test one model per fold; returns the pooled test predictions (also written to disk).
 
@@ -105,20 +103,20 @@ def crossval(
             f"class '{cat}' of target '{cohort.target}' has {n} patients, fewer than the {folds} folds; "
             f"use --folds {max(2, n)} or fewer"
         )
-    splits = load_or_make_splits(out_dir / "splits.json", cohort, folds, config.seed)
+    splits = load_or_make_splits(out_dir / SPLITS_FILE, cohort, folds, config.seed)
     _guard_config(out_dir, config)
     _write_cohort_summary(out_dir, cohort)
     frames = []
     for k in range(folds) if fold is None else [fold]:  # no outer bar: Lightning draws the per-epoch bar inside each fold
         log.info("%s: fold %d of %d", cohort.target, k + 1, folds)
-        fold_dir = out_dir / f"fold-{k}"
-        preds_path = fold_dir / PREDS_FILE
-        if preds_path.is_file() and (fold_dir / MODEL_FILE).is_file():
+        folder = fold_dir(out_dir, k)
+        preds_path = folder / PREDS_FILE
+        if preds_path.is_file() and (folder / MODEL_FILE).is_file():
             log.info("fold %d: already done, skipping (%s)", k, preds_path)
             frames.append(pd.read_csv(preds_path, dtype={"PATIENT": str}))
             continue
         train, test = cohort.subset(splits[k]["train"]), cohort.subset(splits[k]["test"])
-        model = fit(train, config, fold_dir / MODEL_FILE, description=f"{cohort.target} fold {k}")
+        model = fit(train, config, folder / MODEL_FILE, description=f"{cohort.target} fold {k}")
         df = predict_cohort(model, test, description=f"fold {k}: testing")
         df["fold"] = k
         write_text_atomic(preds_path, df.to_csv(index=False))
@@ -130,7 +128,7 @@ def crossval(
     return pooled
 
 
-def train_final(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainConfig) -> Path:
+def train_final(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSettings) -> Path:
     """One model on all patients for deployment; skipped when ``model.ckpt`` already exists."""
     out_dir = Path(out_dir)
     ckpt = out_dir / MODEL_FILE

@@ -1,8 +1,8 @@
 """`slidepredict run`: every configured stage in order, each skipping work already complete.
 
-Stages are registered functions over one :class:`RunContext`; the folder layout of a run
-lives in :class:`RunLayout`, so the CLI, the Snakemake workflow and the report agree on
-where each stage's files are.
+Stages are registered functions over one :class:`RunContext`. Each calls the same pipeline
+function as its command, with the arguments :func:`~slidepredict.config.commands.resolve`
+builds from the config, so `run` and `<command> --config` cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,48 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from slidepredict.config import RunConfig, write_resolved
+from slidepredict.config.commands import resolve
+from slidepredict.core.registry import Registry
 from slidepredict.errors import SlidePredictError
-from slidepredict.registry import Registry
+from slidepredict.layout import LOG_FILE, RunLayout
+from slidepredict.pipeline import stages
 
 log = logging.getLogger("slidepredict")
-
-
-@dataclass(frozen=True)
-class RunLayout:
-    """Where each stage of a run writes, relative to ``output_dir``."""
-
-    root: Path
-
-    @property
-    def tiles(self) -> Path:
-        return self.root / "tiles"
-
-    @property
-    def features(self) -> Path:
-        return self.root / "features"
-
-    @property
-    def external_tiles(self) -> Path:
-        return self.root / "external" / "tiles"
-
-    @property
-    def external_features(self) -> Path:
-        return self.root / "external" / "features"
-
-    def crossval(self, target: str) -> Path:
-        return self.root / "crossval" / target
-
-    def train(self, target: str) -> Path:
-        return self.root / "train" / target
-
-    def deploy(self, target: str) -> Path:
-        return self.root / "deploy" / target
-
-    def stats(self, target: str) -> Path:
-        return self.root / "stats" / f"crossval-{target}"
-
-    def heatmaps(self, target: str) -> Path:
-        return self.root / "heatmaps" / target
 
 
 @dataclass
@@ -77,66 +42,71 @@ def _targets(ctx: RunContext) -> list[str]:
     return list(ctx.cfg.training.targets) if ctx.cfg.training else []
 
 
+def require_some(res: Any, what: str, where: Path) -> Any:
+    """A batch where every slide failed cannot feed the next stage: stop with the first reason."""
+    if res.failed and not (res.done or res.skipped or res.busy):
+        slide, reason = res.failed[0]
+        raise SlidePredictError(f"{what}: all {len(res.failed)} slides in {where} failed (first: {slide.name}: {reason})")
+    return res
+
+
+def external(cfg: RunConfig, layout: RunLayout, command: str) -> dict[str, Any]:
+    """``tile``/``extract`` arguments for the external cohort of the `deploy:` section."""
+    assert cfg.deploy is not None
+    kwargs = resolve(cfg, command)
+    kwargs["cohort"] = kwargs["cohort"].model_copy(update={"mpp": cfg.deploy.mpp})
+    kwargs["slides"] = [cfg.deploy.slides_dir]
+    kwargs["out"] = layout.external_tiles if command == "tile" else layout.external_features
+    if command == "extract":
+        kwargs["coords"] = layout.external_tiles
+    return kwargs
+
+
 @register_stage("tile")
 def _tile(ctx: RunContext) -> str:
-    from slidepredict import stages
-
-    res = stages.tile(ctx.cfg.cohort.slides_dir, ctx.layout.tiles, ctx.cfg.tiling, ctx.cfg.cohort.mpp)
-    return res.summary()
+    return require_some(stages.tile(**resolve(ctx.cfg, "tile")), "tiling", ctx.cfg.cohort.slides_dir).summary()
 
 
 @register_stage("extract")
 def _extract(ctx: RunContext) -> str:
-    from slidepredict import stages
-
-    res = stages.extract(
-        ctx.cfg.cohort.slides_dir, ctx.layout.features, ctx.layout.tiles, ctx.cfg.tiling, ctx.cfg.extract,
-        ctx.cfg.cohort.mpp,
-    )
-    return res.summary()
+    res = stages.extract(**resolve(ctx.cfg, "extract"))
+    return require_some(res, "feature extraction", ctx.cfg.cohort.slides_dir).summary()
 
 
 @register_stage("crossval")
 def _crossval(ctx: RunContext) -> str | None:
-    from slidepredict import stages
-
     t = ctx.cfg.training
     if t is None or not t.crossval:
         return None
+    for line in stages.crossval(**resolve(ctx.cfg, "crossval")):
+        log.info(line)
     lines = []
     for target in _targets(ctx):
-        out = ctx.layout.crossval(target)
-        preds = stages.crossval(ctx.cfg.cohort, ctx.layout.features, t, target, out)
-        stats = stages.stats([preds], ctx.layout.stats(target), ctx.cfg.stats, target)
-        ctx.headlines.append(f"{target} cross-validation: {stats.headline['text']}")
-        lines.append(f"{target}: {stats.headline['text']}")
+        headline = stages.stats(**resolve(ctx.cfg, "stats", target)).headline["text"]
+        ctx.headlines.append(f"{target} cross-validation: {headline}")
+        lines.append(f"{target}: {headline}")
     return "; ".join(lines)
 
 
 @register_stage("train")
 def _train(ctx: RunContext) -> str | None:
-    from slidepredict import stages
-
     t = ctx.cfg.training
     if t is None or not t.train:
         return None
-    paths = [stages.train(ctx.cfg.cohort, ctx.layout.features, t, target, ctx.layout.train(target)) for target in _targets(ctx)]
-    return ", ".join(str(p) for p in paths)
+    stages.train(**resolve(ctx.cfg, "train"))
+    return ", ".join(str(ctx.layout.final_model(target)) for target in _targets(ctx))
 
 
 @register_stage("deploy")
 def _deploy(ctx: RunContext) -> str | None:
-    from slidepredict import stages
-
     d = ctx.cfg.deploy
     if d is None or ctx.cfg.training is None:
         return None
-    stages.tile(d.slides_dir, ctx.layout.external_tiles, ctx.cfg.tiling, d.mpp)
-    stages.extract(d.slides_dir, ctx.layout.external_features, ctx.layout.external_tiles, ctx.cfg.tiling, ctx.cfg.extract, d.mpp)
+    require_some(stages.tile(**external(ctx.cfg, ctx.layout, "tile")), "tiling", d.slides_dir)
+    require_some(stages.extract(**external(ctx.cfg, ctx.layout, "extract")), "feature extraction", d.slides_dir)
     lines = []
     for target in _targets(ctx):
-        models = stages.models_for(ctx.layout, target, ctx.cfg.training)
-        result = stages.deploy(models, ctx.layout.external_features, d, ctx.cfg.cohort, target, ctx.layout.deploy(target), ctx.cfg.stats)
+        result = stages.deploy(**resolve(ctx.cfg, "deploy", target))
         if result.headline:
             ctx.headlines.append(f"{target} external validation: {result.headline['text']}")
             lines.append(f"{target}: {result.headline['text']}")
@@ -147,26 +117,20 @@ def _deploy(ctx: RunContext) -> str | None:
 
 @register_stage("heatmaps")
 def _heatmaps(ctx: RunContext) -> str | None:
-    from slidepredict import stages
-
-    h = ctx.cfg.heatmaps
-    if not h.enabled or ctx.cfg.training is None:
+    if not ctx.cfg.heatmaps.enabled or ctx.cfg.training is None:
         return None
     done = []
     for target in _targets(ctx):
-        models = stages.models_for(ctx.layout, target, ctx.cfg.training)
-        folders = stages.heatmaps(models[0], ctx.cfg.cohort, ctx.layout.features, ctx.layout.heatmaps(target), h)
-        done.append(f"{target}: {len(folders)} slides")
+        run = stages.heatmaps(**resolve(ctx.cfg, "heatmaps", target))
+        done.append(f"{target}: {len(run.folders)} slides")
     return "; ".join(done)
 
 
 @register_stage("report")
 def _report(ctx: RunContext) -> str | None:
-    from slidepredict.report import build_report
-
     if not ctx.cfg.report.enabled:
         return None
-    path = build_report(ctx.cfg.output_dir, title=ctx.cfg.report.title)
+    path = stages.report(**resolve(ctx.cfg, "report"))
     ctx.results["report"] = path
     return str(path)
 
@@ -182,7 +146,7 @@ def run_workflow(cfg: RunConfig, only: list[str] | None = None) -> RunContext:
     root = check_writable(cfg.output_dir)
     write_resolved(cfg, root)
     ctx = RunContext(cfg=cfg, layout=RunLayout(root))
-    with add_logfile(root / "run.log"):
+    with add_logfile(root / LOG_FILE):
         for name, stage in STAGES.items():
             if only and name not in only:
                 continue

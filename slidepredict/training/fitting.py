@@ -7,57 +7,18 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slidepredict.cohort import Cohort
-from slidepredict.errors import CohortError, ConfigError
+from slidepredict.errors import CohortError
 from slidepredict.training.checkpoint import ModelMeta, save_checkpoint
 from slidepredict.training.predict import LoadedModel, load_model
+from slidepredict.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
-
-# Settings that change the model; a rerun into the same folder must not mix them.
-RUNTIME_FIELDS = ("num_workers", "accelerator")
-
-
-@dataclass
-class TrainConfig:
-    """Training settings (plain types: stored in every checkpoint and in the output folder)."""
-
-    model: str = "attention"
-    model_hparams: dict[str, Any] = field(default_factory=dict)
-    bag_size: int = 512
-    batch_size: int = 16
-    epochs: int = 32
-    patience: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
-    val_fraction: float = 0.2
-    seed: int = 0
-    num_workers: int = 0
-    accelerator: str = "cpu"
-
-    def __post_init__(self) -> None:
-        from slidepredict.mil import list_mil
-
-        if self.model not in list_mil():
-            raise ConfigError(f"unknown MIL model '{self.model}'; available: {', '.join(list_mil())}")
-        for name in ("bag_size", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be between 0 and 1 (got {self.val_fraction})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def model_settings(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}
-
 
 def check_trainable(cohort: Cohort, min_per_class: int = 2, why: str = "for the inner validation split") -> None:
     """A labelled cohort with at least two classes, each with ``min_per_class`` patients."""
@@ -115,7 +76,7 @@ def quiet_lightning() -> Iterator[None]:
 
 
 def fit(
-    cohort: Cohort, config: TrainConfig, ckpt_path: str | os.PathLike[str], description: str = "training",
+    cohort: Cohort, config: TrainSettings, ckpt_path: str | os.PathLike[str], description: str = "training",
     callbacks: Sequence[Any] = (),
 ) -> LoadedModel:
     """Train on ``cohort`` (all of it is training data; validation patients are split off inside).
@@ -125,6 +86,7 @@ def fit(
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
 
+    from slidepredict.core.device import resolve_device
     from slidepredict.progress import is_quiet
     from slidepredict.training.data import bag_loader
     from slidepredict.training.module import KeepBest, LitMIL
@@ -142,13 +104,13 @@ def fit(
         lit = LitMIL(**hparams)
         keep = KeepBest("val_loss")
         trainer = L.Trainer(
-            max_epochs=config.epochs, accelerator=config.accelerator, devices=1, deterministic="warn",
+            max_epochs=config.epochs, accelerator=resolve_device(config.device).type, devices=1, deterministic="warn",
             logger=False, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=not is_quiet(), num_sanity_val_steps=0, log_every_n_steps=1,
             callbacks=[EarlyStopping("val_loss", patience=config.patience), keep, *callbacks],
             default_root_dir=str(Path(ckpt_path).parent),
         )
-        loader_args = dict(bag_size=config.bag_size, batch_size=config.batch_size, seed=config.seed, num_workers=config.num_workers)
+        loader_args = dict(bag_size=config.bag_size, batch_size=config.batch_size, seed=config.seed, num_workers=config.workers)
         log.info("%s: %s on %d patients (%d for validation), up to %d epochs", description, config.model,
                  len(train), len(val), config.epochs)
         trainer.fit(lit, bag_loader(train, train=True, **loader_args), bag_loader(val, train=False, **loader_args))
@@ -159,7 +121,7 @@ def fit(
     meta = ModelMeta(
         model=config.model, model_hparams=dict(lit.head.hparams), target=str(cohort.target),
         categories=list(cohort.categories), features=cohort.spec.to_dict(), train_patients=train_ids,
-        val_patients=val_ids, train_config=config.to_dict(), best_epoch=keep.best_epoch,
+        val_patients=val_ids, train_config=config.model_dump(mode="json"), best_epoch=keep.best_epoch,
         best_val_loss=keep.best_score,
     )
     save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))

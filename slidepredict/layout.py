@@ -1,0 +1,76 @@
+"""Where every stage writes: folder layout of a run and the file names stages share.
+
+The CLI (`--config`), `slidepredict run`, the Snakemake workflow, training, deployment and the
+report all read these names from here, so a file is named in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_FILE = "model.ckpt"  # a trained MIL head (one per fold, or the final model)
+PREDS_FILE = "patient-preds.csv"  # patient-level predictions (docs/formats.md)
+SPLITS_FILE = "splits.json"  # the patient folds of a cross-validation, written once
+TRAIN_CONFIG_FILE = "train-config.json"  # the model settings a training folder was made with
+COHORT_FILE = "cohort.json"  # who was trained on and why others were dropped
+FOLD_PREFIX = "fold-"
+COORDS_SUBDIR = "coords"  # tiling files `slidepredict extract` keeps in its output folder by default
+REPORT_FILE = "report.html"
+LOG_FILE = "run.log"
+
+
+def fold_dir(root: Path, k: int) -> Path:
+    """``<root>/fold-<k>``: one cross-validation fold's model and test predictions."""
+    return root / f"{FOLD_PREFIX}{k}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The folders of one run, relative to its ``output_dir``."""
+
+    root: Path
+
+    @property
+    def tiles(self) -> Path:
+        return self.root / "tiles"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def external_tiles(self) -> Path:
+        return self.root / "external" / "tiles"
+
+    @property
+    def external_features(self) -> Path:
+        return self.root / "external" / "features"
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_FILE
+
+    def crossval(self, target: str) -> Path:
+        return self.root / "crossval" / target
+
+    def fold_model(self, target: str, k: int) -> Path:
+        return fold_dir(self.crossval(target), k) / MODEL_FILE
+
+    def crossval_preds(self, target: str) -> Path:
+        return self.crossval(target) / PREDS_FILE
+
+    def train(self, target: str) -> Path:
+        return self.root / "train" / target
+
+    def final_model(self, target: str) -> Path:
+        return self.train(target) / MODEL_FILE
+
+    def deploy(self, target: str) -> Path:
+        return self.root / "deploy" / target
+
+    def stats(self, target: str) -> Path:
+        return self.root / "stats" / f"crossval-{target}"
+
+    def heatmaps(self, target: str) -> Path:
+        return self.root / "heatmaps" / target

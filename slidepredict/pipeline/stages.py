@@ -1,0 +1,96 @@
+"""One function per command, taking the settings sections the command uses (``config/commands.py``).
+
+The CLI parses flags into these arguments and `slidepredict run` builds them from the config
+with the same resolver; neither holds any stage logic of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slidepredict.core.settings import for_target
+
+if TYPE_CHECKING:
+    from slidepredict.batch import BatchResult
+    from slidepredict.config.models import CohortSettings, DeploySettings, TilingSettings
+    from slidepredict.deploy import DeployResult
+    from slidepredict.features.settings import ExtractSettings
+    from slidepredict.heatmaps.api import HeatmapRun
+    from slidepredict.heatmaps.settings import HeatmapSettings
+    from slidepredict.report.settings import ReportSettings
+    from slidepredict.stats.api import StatsResult
+    from slidepredict.stats.settings import StatsSettings
+    from slidepredict.training.settings import TrainingSettings
+
+
+def tile(slides: list[Path], out: Path, cohort: CohortSettings, tiling: TilingSettings, extract: ExtractSettings,
+         shard: str | None = None) -> BatchResult:
+    """Tissue detection and tile coordinates; ``tile_px: null`` follows the configured encoder."""
+    from slidepredict.batch import select_shard
+    from slidepredict.features import get_encoder
+    from slidepredict.slide import find_slides
+    from slidepredict.tiling import resolve_tile_px, tile_many
+
+    paths = select_shard(find_slides(slides, required=True), shard)
+    return tile_many(paths, out, resolve_tile_px(tiling, get_encoder(extract.encoder).input_px), mpp=cohort.mpp)
+
+
+def extract(slides: list[Path], out: Path, cohort: CohortSettings, tiling: TilingSettings, extract: ExtractSettings,
+            coords: Path | None = None, shard: str | None = None) -> BatchResult:
+    """Feature files per slide (tiling first where no coordinates exist)."""
+    from slidepredict.features.extraction import extract as run_extract
+
+    return run_extract(slides, out, extract, tiling=tiling, coords_dir=coords, shard=shard, mpp=cohort.mpp)
+
+
+def crossval(features: Path, out: Path, cohort: CohortSettings, training: TrainingSettings,
+             fold: int | None = None) -> list[str]:
+    """Patient-level k-fold cross-validation per target; one summary line per target."""
+    from slidepredict.training.targets import run_targets
+
+    return list(run_targets("crossval", features, out, cohort, training, fold=fold))
+
+
+def train(features: Path, out: Path, cohort: CohortSettings, training: TrainingSettings) -> list[str]:
+    """The final model per target, trained on every patient."""
+    from slidepredict.training.targets import run_targets
+
+    return list(run_targets("train", features, out, cohort, training))
+
+
+def deploy(model: list[Path], features: Path, out: Path, cohort: CohortSettings, deploy: DeploySettings,
+           training: TrainingSettings, stats: StatsSettings, target: str | None = None) -> DeployResult:
+    """Apply one model or a fold ensemble to a cohort; statistics when it has labels."""
+    from slidepredict.deploy import deploy as run_deploy
+
+    return run_deploy(
+        model, features, out, clini=deploy.clini_table, slide_table=deploy.slide_table, target=target,
+        patient_col=cohort.patient_col, filename_col=cohort.filename_col, device=training.device,
+        n_bootstrap=stats.n_bootstrap, seed=stats.seed, ci=stats.ci, positive=for_target(stats.positive, target),
+    )
+
+
+def stats(preds: list[Path], out: Path, stats: StatsSettings) -> StatsResult:
+    """Metrics with bootstrap CIs from patient-preds.csv files."""
+    from slidepredict.stats.api import compute_stats
+
+    return compute_stats(preds, out, n_bootstrap=stats.n_bootstrap, seed=stats.seed, ci=stats.ci, positive=stats.positive)
+
+
+def heatmaps(model: Path, features: Path, out: Path, cohort: CohortSettings, heatmaps: HeatmapSettings,
+             training: TrainingSettings) -> HeatmapRun:
+    """Per-tile scores, overlays, top tiles and QuPath files for the cohort's slides."""
+    from slidepredict.heatmaps.api import run_heatmaps
+
+    return run_heatmaps(
+        model, cohort.slides_dir, features, out, heatmaps, mpp=cohort.mpp, device=training.device,
+        slide_table=cohort.slide_table, patient_col=cohort.patient_col, filename_col=cohort.filename_col,
+    )
+
+
+def report(run_dir: Path, report: ReportSettings, out: Path | None = None) -> Path:
+    """The HTML page of a run folder."""
+    from slidepredict.report import build_report
+
+    return build_report(run_dir, out=out, title=report.title)

@@ -1,0 +1,62 @@
+"""Training settings: the recipe of one fit (:class:`TrainSettings`) and the config's `training:`
+section (:class:`TrainingSettings`), which adds targets, folds and which models `run` trains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_validator
+
+from slidepredict.core.device import Device
+from slidepredict.core.settings import Settings, registered, setting
+
+# Settings that do not change the trained model; a rerun into the same folder may change them.
+RUNTIME_FIELDS = ("workers", "device")
+
+
+class TrainSettings(Settings):
+    """How one MIL head is fitted (stored in every checkpoint and in the output folder)."""
+
+    model: str = setting("attention", "MIL head (attention, transformer, mean, tile-vote).", short="-m")
+    model_hparams: dict[str, Any] = setting(
+        default_factory=dict, flag="--model-hparam",
+        description="Head options, e.g. {hidden: 128}; on the command line KEY=VALUE, repeatable.")
+    bag_size: int = setting(512, "Tiles sampled per patient in each training step.", gt=0)
+    batch_size: int = setting(16, "Patients per training step.", gt=0)
+    epochs: int = setting(32, "Maximum epochs (early stopping on an inner validation split).", gt=0)
+    patience: int = setting(8, "Epochs without validation improvement before stopping.", gt=0)
+    lr: float = setting(1e-4, "Peak learning rate (AdamW).", gt=0)
+    weight_decay: float = setting(1e-2, "AdamW weight decay.", ge=0)
+    val_fraction: float = setting(0.2, "Share of the training patients held out for early stopping.", gt=0, lt=1)
+    seed: int = setting(0, "Seed for splits, sampling and initialisation.")
+    workers: int = setting(0, "DataLoader worker processes reading h5 files.", ge=0)
+    device: Device = setting("auto", "Where MIL heads train and predict (auto: a CUDA GPU when there is one).")
+
+    @field_validator("model")
+    @classmethod
+    def _known_head(cls, v: str) -> str:
+        return registered("mil", v)
+
+    def model_settings(self) -> dict[str, Any]:
+        """The settings that define the model; a rerun into the same folder must not mix them."""
+        return self.model_dump(mode="json", include=set(TrainSettings.model_fields) - set(RUNTIME_FIELDS))
+
+
+class TrainingSettings(TrainSettings):
+    """MIL heads, cross-validation and the final model."""
+
+    targets: list[str] = setting(description="Clinical table columns to predict; one model per target.", flag="--target", short="-t")
+    categories: dict[str, list[str]] = setting(
+        default_factory=dict, per_target=True,
+        description="Classes per target, in this order (default: the sorted values found).")
+    folds: int = setting(5, "Patient-level cross-validation folds.", ge=2)
+    crossval: bool = setting(True, "Run k-fold cross-validation.", run_only="`slidepredict crossval` always cross-validates")
+    train: bool = setting(True, "Train one model on all patients for deployment.",
+                          run_only="`slidepredict train` always trains")
+
+    @field_validator("targets")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must list at least one target column")
+        return v
