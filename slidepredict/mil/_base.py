@@ -1,21 +1,16 @@
-"""The MIL head registry: one decorator, one factory, one interface, so tests and the CLI list heads for free."""
+"""What every MIL head shares: the :class:`MILHead` interface, its :class:`MILOutput` and small torch helpers.
+
+The registry (names, ``create_mil``) is in :mod:`slidepredict.mil._registry`, which needs no torch.
+"""
 
 from __future__ import annotations
 
-import inspect
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from slidepredict.errors import ConfigError
-from slidepredict.registry import Registry
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,39 +46,6 @@ class MILHead(nn.Module):
     ) -> torch.Tensor:
         """Class-weighted cross-entropy on patient logits; heads trained per tile override this."""
         return F.cross_entropy(out.logits, labels, weight=weight)
-
-
-H = TypeVar("H", bound=type[MILHead])
-_REGISTRY: Registry[type[MILHead]] = Registry("MIL head")
-
-
-def register_mil(name: str) -> Callable[[H], H]:
-    """Class decorator that makes a head available to ``create_mil`` and ``--model``."""
-
-    def deco(cls: H) -> H:
-        cls.name = name  # type: ignore[attr-defined]
-        return _REGISTRY.register(name)(cls)
-
-    return deco
-
-
-def list_mil() -> list[str]:
-    """Registered head names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def create_mil(name: str, in_dim: int, n_classes: int, **hparams: Any) -> MILHead:
-    """Build a registered head; unknown names and options are one-line ``ConfigError``s."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown MIL model '{name}'; available: {', '.join(list_mil())}")
-    cls = _REGISTRY[name]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "in_dim", "n_classes")]
-    unknown = sorted(set(hparams) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"MIL model '{name}' has no option {', '.join(map(repr, unknown))}; options: {', '.join(allowed)}"
-        )
-    return cls(in_dim, n_classes, **hparams)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
