@@ -34,7 +34,7 @@ class _Lazy:
             obj = getattr(obj, part)
         return obj
 
-    def names(self, obj: Any) -> bool:
+    def points_at(self, obj: Any) -> bool:
         """True when ``obj`` is what this placeholder points at (its module registering it)."""
         return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}" == self.target
 
@@ -73,7 +73,7 @@ class Registry(dict[str, T]):
         current = super().get(name)
         if name not in self or current is obj:
             return
-        if isinstance(current, _Lazy) and (current == obj or current.names(obj)):
+        if isinstance(current, _Lazy) and (current == obj or current.points_at(obj)):
             return  # the same target again, or the built-in's own module registering itself
         if self.unique:
             where = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
