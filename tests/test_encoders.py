@@ -23,6 +23,7 @@ from slidepredict.features import (
     get_encoder,
     list_encoders,
     load_encoder,
+    register_encoder,
     resolve_weights,
     weight_status,
 )
@@ -70,6 +71,14 @@ def test_builtin_encoders_registered():
     assert expected <= set(ENCODERS)
     assert CHEAP, "at least one small pathology encoder must run on CPUs"
     assert {"lunit-vits16", "kaiko-vits16"} <= set(CHEAP)
+
+
+def test_an_encoder_is_registered_once_by_name():
+    with pytest.raises(ValueError, match="encoder 'uni' is registered twice"):
+        register_encoder("uni")(lambda: get_encoder("uni"))
+    with pytest.raises(TypeError, match="@register_encoder\\('my-encoder'\\)"):
+        register_encoder(lambda: get_encoder("uni"))  # type: ignore[arg-type]
+    assert all(get_encoder(n).name == n for n in ENCODERS)
 
 
 def test_unknown_encoder_lists_the_known_ones():

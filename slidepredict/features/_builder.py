@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from slidepredict.errors import ConfigError
+from slidepredict.features import stain_texture_spec
 from slidepredict.features._registry import EncoderConfig, get_encoder
 from slidepredict.features._weights import ResolvedWeights, load_state_dict, resolve_weights
 
@@ -148,13 +149,11 @@ class Encoder:
 
 def encoder_hash(cfg: EncoderConfig, weights: ResolvedWeights) -> str:
     """Short hash of what determines the features: architecture, preprocessing and the weights."""
-    from slidepredict.features import stain_texture
-
     spec = {
         "name": cfg.name, "kind": cfg.kind, "arch": cfg.arch, "arch_kwargs": dict(cfg.arch_kwargs),
         "input_px": cfg.input_px, "mean": cfg.mean, "std": cfg.std, "pooling": cfg.pooling,
         "truncate_after": cfg.truncate_after, "weights": weights.identity,
-        "stain_texture": stain_texture.VERSION if cfg.kind == "stain-texture" else None,
+        "stain_texture": stain_texture_spec.VERSION if cfg.kind == "stain-texture" else None,
     }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{digest}-{weights.identity}" if weights.source == "random" else digest

@@ -1,7 +1,8 @@
-"""The encoder registry: each encoder is a tiny function returning an :class:`EncoderConfig`.
+"""The encoder registry: each encoder is a tiny function, registered by name, returning an :class:`EncoderConfig`.
 
 Modelled on timm's ``@register_model``: registering is the only step needed to add an
 encoder, and ``list_encoders()`` drives the tests, so a new entry is tested at once.
+Registering calls nothing, so listing encoders imports no model code (no torch).
 The config is the single source of truth for the weights' origin, the architecture to
 build, the preprocessing (input size, mean/std) and the provenance (licence, citation).
 """
@@ -12,9 +13,10 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from slidepredict.errors import ConfigError
+from slidepredict.registry import Registry
 
 log = logging.getLogger("slidepredict")
 
@@ -69,20 +71,23 @@ class EncoderConfig:
         return f"hf-hub:{self.hf_hub_id}@{self.revision}" if self.hf_hub_id else "none (no weights)"
 
 
-_ENCODERS: dict[str, Callable[[], EncoderConfig]] = {}
+EncoderFn = TypeVar("EncoderFn", bound=Callable[[], EncoderConfig])
+_ENCODERS: Registry[Callable[[], EncoderConfig]] = Registry("encoder", unique=True)
 
 
-def register_encoder(fn: Callable[[], EncoderConfig]) -> Callable[[], EncoderConfig]:
-    """Decorator: record an encoder under its config's name; a duplicate name is a bug."""
-    name = fn().name
-    if name in _ENCODERS:
-        raise ValueError(f"encoder {name!r} is registered twice ({fn.__module__}.{fn.__qualname__})")
-    _ENCODERS[name] = fn
-    return fn
+def register_encoder(name: str) -> Callable[[EncoderFn], EncoderFn]:
+    """Decorator: ``@register_encoder("uni")`` records the function returning that encoder's config.
+
+    The name is given here so that registering runs nothing; the config is built when asked
+    for (:func:`get_encoder`). A name registered twice is a bug and raises ``ValueError``.
+    """
+    if not isinstance(name, str):
+        raise TypeError("register_encoder takes the encoder's name: @register_encoder('my-encoder')")
+    return _ENCODERS.register(name)
 
 
 def list_encoders() -> list[str]:
-    """Registered encoder names, sorted."""
+    """Registered encoder names, sorted; builds no config and imports no encoder code."""
     _load_builtin()
     return sorted(_ENCODERS)
 
@@ -90,15 +95,17 @@ def list_encoders() -> list[str]:
 def get_encoder(name: str) -> EncoderConfig:
     """The config of a registered encoder; an unknown name lists the known ones."""
     _load_builtin()
-    try:
-        return _ENCODERS[name]()
-    except KeyError:
+    if name not in _ENCODERS:
         raise ConfigError(
             f"unknown encoder {name!r}; choose one of: {', '.join(sorted(_ENCODERS))} "
             "(`slidepredict encoders` lists them)"
-        ) from None
+        )
+    cfg = _ENCODERS[name]()
+    if cfg.name != name:  # the registered name and the config's must agree (feature files record it)
+        raise ValueError(f"encoder registered as {name!r} returns a config named {cfg.name!r}")
+    return cfg
 
 
 def _load_builtin() -> None:
-    # Importing the module runs its @register_encoder decorators exactly once.
+    # Importing the module runs its @register_encoder decorators exactly once; they call nothing.
     from slidepredict.features import encoders  # noqa: F401

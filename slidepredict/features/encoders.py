@@ -1,4 +1,4 @@
-"""The built-in encoders. Adding one is one small registered function; nothing else changes.
+"""The built-in encoders. Adding one is one small function registered by name; nothing else changes.
 
 Hub ids, timm keyword arguments, embedding sizes and normalisation follow each model
 card. Revisions are pinned to a commit where one was verified, else the hub's ``main``.
@@ -6,6 +6,7 @@ card. Revisions are pinned to a commit where one was verified, else the hub's ``
 
 from __future__ import annotations
 
+from slidepredict.features import stain_texture_spec
 from slidepredict.features._registry import EncoderConfig, register_encoder
 
 # timm's SwiGLU MLP, as the UNI2-h/Virchow model cards pass it. Resolved by name in the
@@ -13,7 +14,7 @@ from slidepredict.features._registry import EncoderConfig, register_encoder
 _SWIGLU = {"mlp_layer": "swiglu_packed", "act_layer": "silu"}
 
 
-@register_encoder
+@register_encoder("resnet50-trunc")
 def resnet50_trunc() -> EncoderConfig:
     return EncoderConfig(
         name="resnet50-trunc",
@@ -27,7 +28,7 @@ def resnet50_trunc() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("lunit-vits16")
 def lunit_vits16() -> EncoderConfig:
     return EncoderConfig(
         name="lunit-vits16",
@@ -42,7 +43,7 @@ def lunit_vits16() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("kaiko-vits16")
 def kaiko_vits16() -> EncoderConfig:
     return EncoderConfig(
         name="kaiko-vits16",
@@ -59,7 +60,7 @@ def kaiko_vits16() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("uni")
 def uni() -> EncoderConfig:
     return EncoderConfig(
         name="uni",
@@ -73,7 +74,7 @@ def uni() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("uni2-h")
 def uni2_h() -> EncoderConfig:
     return EncoderConfig(
         name="uni2-h",
@@ -91,7 +92,7 @@ def uni2_h() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("virchow2")
 def virchow2() -> EncoderConfig:
     return EncoderConfig(
         name="virchow2",
@@ -109,7 +110,7 @@ def virchow2() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("h-optimus-0")
 def h_optimus_0() -> EncoderConfig:
     return EncoderConfig(
         name="h-optimus-0",
@@ -126,7 +127,7 @@ def h_optimus_0() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("prov-gigapath")
 def prov_gigapath() -> EncoderConfig:
     return EncoderConfig(
         name="prov-gigapath",
@@ -140,13 +141,11 @@ def prov_gigapath() -> EncoderConfig:
     )
 
 
-@register_encoder
+@register_encoder("stain-texture")
 def stain_texture() -> EncoderConfig:
-    from slidepredict.features.stain_texture import FEATURE_NAMES
-
     return EncoderConfig(
         name="stain-texture",
-        dim=len(FEATURE_NAMES),
+        dim=len(stain_texture_spec.FEATURE_NAMES),
         kind="stain-texture",
         license="MIT (part of slidepredict)",
         citation="Ruifrok & Johnston, Anal Quant Cytol Histol 2001 (colour deconvolution)",

@@ -25,30 +25,16 @@ from skimage.color import hed_from_rgb
 from torch import nn
 from torch.nn import functional as F
 
-STAINS = ("hema", "eosin", "dab")
-SCALES = (1, 2, 4)
-# Hematoxylin levels (rgb2hed units) that count as nucleus, read off real H&E tiles
-# (CRC-VAL-HE-7K): glass and most stroma lie below the low one, dense chromatin above the high one.
-NUCLEUS_LEVELS = (0.04, 0.07)
+from slidepredict.features.stain_texture_spec import (  # noqa: F401  (re-exported)
+    FEATURE_NAMES,
+    NUCLEUS_LEVELS,
+    SCALES,
+    STAINS,
+    VERSION,
+)
+
 BACKGROUND_OD = 0.25  # summed optical density below which a pixel is glass
 PEAK_WINDOW = 7  # px; about one nucleus diameter at 224 px per 256 um
-
-
-def _feature_names() -> tuple[str, ...]:
-    names = [f"rgb_mean_{c}" for c in "rgb"] + [f"rgb_std_{c}" for c in "rgb"]
-    for s in STAINS:
-        names += [f"{s}_{stat}" for stat in ("mean", "std", "p10", "p50", "p90")]
-    names.append("tissue_fraction")
-    for s in STAINS[:2]:
-        for k in SCALES:
-            names += [f"{s}_s{k}_{stat}" for stat in ("grad_mean", "grad_std", "laplace", "local_std")]
-    for level in NUCLEUS_LEVELS:
-        names += [f"nuclei{level:g}_{stat}" for stat in ("area", "density", "size")]
-    return tuple(names)
-
-
-FEATURE_NAMES = _feature_names()
-VERSION = "1"  # bump when a feature's definition changes; part of encoder_hash
 
 
 def rgb2hed_torch(rgb01: torch.Tensor) -> torch.Tensor:

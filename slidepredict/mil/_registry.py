@@ -1,60 +1,34 @@
-"""The MIL head registry: one decorator, one factory, one interface, so tests and the CLI list heads for free."""
+"""The MIL head registry: one decorator, one factory, one interface, so tests and the CLI list heads for free.
+
+Torch-free: the built-in heads are entered by name as ``"module:Class"`` and imported on the
+first :func:`create_mil` (or lookup), so listing or checking names (config validation,
+``--help``) costs nothing. A plugin registers its class directly with :func:`register_mil`.
+"""
 
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from slidepredict.errors import ConfigError
 from slidepredict.core.registry import Registry
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from slidepredict.mil._base import MILHead
 
+# name -> "module:Class" of the built-in heads; each module registers its class on import.
+BUILTIN_HEADS = {
+    "attention": "slidepredict.mil.attention:GatedAttentionMIL",
+    "transformer": "slidepredict.mil.transformer:TransformerMIL",
+    "mean": "slidepredict.mil.mean:MeanPoolMIL",
+    "tile-vote": "slidepredict.mil.tile_vote:TileVote",
+}
 
-@dataclass
-class MILOutput:
-    """What every head returns; heatmaps need the per-tile parts, training only ``logits``.
-
-    ``attention`` sums to 1 over the valid tiles of a bag (0 on padding); ``tile_scores``
-    are per-tile class logits, i.e. the head's verdict on a bag made of that tile alone
-    (0 on padding).
-    """
-
-    logits: torch.Tensor  # (B, C)
-    attention: torch.Tensor  # (B, N)
-    tile_scores: torch.Tensor  # (B, N, C)
-
-
-class MILHead(nn.Module):
-    """Base class: stores the resolved hyperparameters so a checkpoint can rebuild the head exactly."""
-
-    def __init__(self, in_dim: int, n_classes: int, **hparams: Any) -> None:
-        super().__init__()
-        self.in_dim = int(in_dim)
-        self.n_classes = int(n_classes)
-        self.hparams: dict[str, Any] = dict(hparams)
-
-    def forward(  # noqa: D102 - documented on MILOutput
-        self, feats: torch.Tensor, coords: torch.Tensor | None, mask: torch.Tensor
-    ) -> MILOutput:
-        raise TypeError(f"{type(self).__name__} must implement forward")
-
-    def loss(
-        self, out: MILOutput, labels: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Class-weighted cross-entropy on patient logits; heads trained per tile override this."""
-        return F.cross_entropy(out.logits, labels, weight=weight)
-
-
-H = TypeVar("H", bound=type[MILHead])
+H = TypeVar("H", bound="type[MILHead]")
 _REGISTRY: Registry[type[MILHead]] = Registry("MIL head")
+for _name, _target in BUILTIN_HEADS.items():
+    _REGISTRY.register_lazy(_name, _target)
 
 
 def register_mil(name: str) -> Callable[[H], H]:
@@ -68,7 +42,7 @@ def register_mil(name: str) -> Callable[[H], H]:
 
 
 def list_mil() -> list[str]:
-    """Registered head names, sorted."""
+    """Registered head names, sorted; imports no head (so no torch)."""
     return sorted(_REGISTRY)
 
 
@@ -84,20 +58,3 @@ def create_mil(name: str, in_dim: int, n_classes: int, **hparams: Any) -> MILHea
             f"MIL model '{name}' has no option {', '.join(map(repr, unknown))}; options: {', '.join(allowed)}"
         )
     return cls(in_dim, n_classes, **hparams)
-
-
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the tile axis that gives padding exactly zero weight."""
-    scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.softmax(scores, dim=-1).nan_to_num(0.0)
-
-
-def uniform_attention(mask: torch.Tensor) -> torch.Tensor:
-    """Equal weight for every valid tile (heads without learned attention)."""
-    m = mask.float()
-    return m / m.sum(-1, keepdim=True).clamp_min(1.0)
-
-
-def mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
-    """The per-tile embedding every head starts with: reduces D (often 1,024+) to a small width."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slidepredict.mil._registry import MILHead, MILOutput, masked_softmax, mlp, register_mil
+from slidepredict.mil._base import MILHead, MILOutput, masked_softmax, mlp
+from slidepredict.mil._registry import register_mil
 
 
 @register_mil("attention")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slidepredict.mil._registry import MILHead, MILOutput, mlp, register_mil, uniform_attention
+from slidepredict.mil._base import MILHead, MILOutput, mlp, uniform_attention
+from slidepredict.mil._registry import register_mil
 
 
 @register_mil("mean")

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slidepredict.mil._registry import MILHead, MILOutput, mlp, register_mil, uniform_attention
+from slidepredict.mil._base import MILHead, MILOutput, mlp, uniform_attention
+from slidepredict.mil._registry import register_mil
 
 
 @register_mil("tile-vote")

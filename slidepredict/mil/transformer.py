@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slidepredict.errors import ConfigError
-from slidepredict.mil._registry import MILHead, MILOutput, masked_softmax, register_mil
+from slidepredict.mil._base import MILHead, MILOutput, masked_softmax
+from slidepredict.mil._registry import register_mil
 
 
 class FourierPositions(nn.Module):
