@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from slidepredict.errors import ConfigError
-from slidepredict.registry import Registry
+from slidepredict.core.registry import Registry
 
 log = logging.getLogger("slidepredict")
 
