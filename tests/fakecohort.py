@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slidepredict.h5io import write_h5_atomic
+from slidepredict.featurefile import write_h5_atomic
 
 TILE_PX = 224  # level-0 pixels per tile in generated coords
 

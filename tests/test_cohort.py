@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from fakecohort import make_feature_cohort
-from slidepredict.cohort import FeatureSpec, build_cohort
+from slidepredict.cohort import build_cohort
 from slidepredict.errors import CohortError
-from slidepredict.h5io import write_h5_atomic
+from slidepredict.featurefile import FeatureSpec, write_h5_atomic
 
 
 @pytest.fixture()
@@ -30,7 +30,7 @@ def test_xlsx_nested_folders_and_several_slides(tmp_path: Path) -> None:
     assert cohort.patients == sorted(truth.labels)
     assert cohort.categories == ["neg", "pos"]
     assert [cohort.categories[i] for i in cohort.labels] == [truth.labels[p] for p in cohort.patients]
-    assert cohort.spec == FeatureSpec("fake-encoder", "fakehash0", 8, 256.0, 224)
+    assert cohort.spec == FeatureSpec("fake-encoder", "fakehash0", 8, 256.0, 224, "none")
     p = cohort.patients[1]
     feats_all, coords_all = cohort.load_bag(p)
     assert feats_all.shape == (20, 8) and coords_all.shape == (20, 2) and feats_all.dtype == np.float32

@@ -21,6 +21,8 @@ from slidepredict.training import CheckpointError, TrainConfig, crossval, load_c
 from slidepredict.training.checkpoint import save_checkpoint
 
 DIM = 16
+SPEC = {"encoder": "fake-encoder", "encoder_hash": "fakehash0", "dim": DIM, "tile_size_um": 256.0, "tile_size_px": 224,
+        "stain_norm": "none"}  # what make_feature_cohort writes
 TINY = TrainConfig(model_hparams={"hidden": 16, "attention_dim": 8, "dropout": 0.0}, epochs=4, patience=4,
                    lr=3e-3, batch_size=4, bag_size=32)
 
@@ -155,7 +157,11 @@ def _variant(cv: Path, tmp_path: Path, name: str, **changes: object) -> Path:
         ({"categories": ["neg", "mid"]}, "classes (neg, pos vs neg, mid)"),
         ({"target": "KRAS"}, "targets (TARGET vs KRAS)"),
         ({"features": {"encoder": "uni", "encoder_hash": "h", "dim": DIM, "tile_size_um": 256.0, "tile_size_px": 224}},
-         "encoders ('fake-encoder' (hash fakehash0, 16 dims, 256.0 um tiles) vs 'uni' (hash h, 16 dims, 256.0 um tiles))"),
+         "features ('fake-encoder' (hash fakehash0, 16 dims, 256.0 um / 224 px tiles, stain_norm='none') vs "
+         "'uni' (hash h, 16 dims, 256.0 um / 224 px tiles, stain_norm unknown))"),
+        ({"features": {**SPEC, "stain_norm": "macenko"}},
+         "features ('fake-encoder' (hash fakehash0, 16 dims, 256.0 um / 224 px tiles, stain_norm='none') vs "
+         "'fake-encoder' (hash fakehash0, 16 dims, 256.0 um / 224 px tiles, stain_norm='macenko'))"),
     ],
 )
 def test_checkpoints_that_do_not_belong_together_are_refused(cv: Path, external, tmp_path: Path, changes, what) -> None:

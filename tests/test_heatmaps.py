@@ -16,9 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from slidepredict.cli import app
-from slidepredict.cohort import FeatureSpec
 from slidepredict.errors import SlidePredictError
-from slidepredict.h5io import read_features, write_h5_atomic
+from slidepredict.featurefile import FeatureSpec, read_features, write_h5_atomic
 from slidepredict.heatmaps import HeatmapParams, heatmaps, rank_normalise, run_heatmaps
 from slidepredict.heatmaps.overlay import map_scale, safe_name, tile_index_map
 from slidepredict.heatmaps.qupath import score_stack, write_ome_tiff
