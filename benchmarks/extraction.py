@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slidepredict.features import ExtractSettings, load_encoder
-from slidepredict.features.extraction import Runner, auto_workers, extract_slide, features_path
-from slidepredict.slide import open_slide
 from slidepredict.demo.synthetic import make_slide
-from slidepredict.tiling import TilingSettings, coords_path, load_coords, tile_slide
+from slidepredict.featurefile import default_coords_dir, load_coords, slide_h5_path
+from slidepredict.features import ExtractSettings, load_encoder
+from slidepredict.features.extraction import Runner, auto_workers, extract_slide
+from slidepredict.slide import open_slide
+from slidepredict.tiling import TilingSettings, tile_slide
 
 CMU = Path(__file__).resolve().parents[1] / "tests" / "data" / "CMU-1-Small-Region.svs"
 CLAM_FP32_TILES_PER_S = 15.7  # CLAM's extraction of ResNet-50-trunc on this 2-core machine (issue 3)
@@ -51,16 +52,16 @@ def _model_only(runner: Runner, batches: list[torch.Tensor]) -> float:
 
 
 def _end_to_end(runner: Runner, slide_path: Path, out: Path, tiling: TilingSettings, n: int) -> float:
-    features_path(out, slide_path).unlink(missing_ok=True)
+    slide_h5_path(out, slide_path).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    extract_slide(slide_path, out, runner, tiling, out / "coords")
+    extract_slide(slide_path, out, runner, tiling, default_coords_dir(out))
     return n / (time.perf_counter() - t0)
 
 
 def bench_slide(slide_path: Path, args: argparse.Namespace, out: Path) -> list[dict]:
-    tiling = TilingSettings(tile_um=args.tile_um, tile_px=224)
-    tile_slide(slide_path, out / "coords", tiling, qc=False)
-    coords, _ = load_coords(coords_path(out / "coords", slide_path))
+    tiling = TilingSettings(tile_um=args.tile_um, tile_px=224, qc=False)
+    tile_slide(slide_path, default_coords_dir(out), tiling)
+    coords, _ = load_coords(slide_h5_path(default_coords_dir(out), slide_path))
     batches = _decoded_batches(slide_path, coords, tiling, args.batch_size)
     rows = []
     for precision in ("fp32", "bf16"):

@@ -88,8 +88,7 @@ def make_big_slide(path: Path, w: int, h: int) -> Path:
 
 def make_inputs(root: Path, w: int, h: int) -> tuple[Path, Path, Path]:
     """Slide, feature file (coords of every tissue tile) and a random-init attention model."""
-    from slidepredict.cohort import FeatureSpec
-    from slidepredict.h5io import write_h5_atomic
+    from slidepredict.featurefile import FeatureSpec, write_h5_atomic
     from slidepredict.mil import create_mil
     from slidepredict.training import ModelMeta, save_checkpoint
 

@@ -66,7 +66,7 @@ def measure(data: Path, args: argparse.Namespace) -> dict[str, float]:
     cohort = build_cohort(data / "features", data / "slides.csv", data / "clini.csv", target="TARGET")
     build_s = time.perf_counter() - t0
     config = TrainSettings(model=args.model, epochs=args.epochs, patience=args.epochs, bag_size=args.bag_size,
-                         batch_size=args.batch_size, num_workers=args.workers, lr=1e-4)
+                           batch_size=args.batch_size, workers=args.workers, lr=1e-4)
     n_train = len(cohort) - max(2, round(0.2 * len(cohort)))  # as fit's inner split
     steps = -(-n_train // args.batch_size)
 

@@ -16,15 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from slidepredict.errors import CohortError, FeatureFileError
+from slidepredict.errors import CohortError
+from slidepredict.featurefile import (
+    FeatureSpec,
+    SlideFeatures,
+    common_spec,
+    index_feature_files,
+    probe_feature_file,
+    read_bag_rows,
+)
 from slidepredict.slide import slide_stem
 from slidepredict.tables import read_table, require_columns
 
 log = logging.getLogger(__name__)
-
-UNKNOWN = "unknown"
-_STAMP_FILE_STEM = "features"  # marugoto/STAMP exports: <slide>/features.h5
-_COORDS_SUBDIR = "coords"  # tiling files `slidepredict extract` keeps inside its output folder by default
 
 
 @dataclass
@@ -53,91 +57,6 @@ class DropReport:
 
     def to_list(self) -> list[dict[str, Any]]:
         return [asdict(d) for d in self.drops]
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What must match between feature files of one cohort, and between a cohort and a checkpoint."""
-
-    encoder: str
-    encoder_hash: str
-    dim: int
-    tile_size_um: float | None = None
-    tile_size_px: int | None = None
-
-    @classmethod
-    def from_attrs(cls, attrs: dict[str, Any], dim: int) -> FeatureSpec:
-        um, px = attrs.get("tile_size_um"), attrs.get("tile_size_px")
-        return cls(
-            encoder=str(attrs.get("encoder", UNKNOWN)),
-            encoder_hash=str(attrs.get("encoder_hash", UNKNOWN)),
-            dim=int(dim),
-            tile_size_um=None if um is None else float(um),
-            tile_size_px=None if px is None else int(px),
-        )
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> FeatureSpec:
-        return probe_feature_file(Path(path)).spec
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SlideFeatures:
-    """A feature file found for a slide, with what probing it told us."""
-
-    path: Path
-    n_tiles: int
-    spec: FeatureSpec
-
-
-def probe_feature_file(path: Path) -> SlideFeatures:
-    """Shape and attributes of a feature file without reading its features."""
-    import h5py
-
-    from slidepredict.h5io import plain_attrs
-
-    try:
-        with h5py.File(path, "r") as f:
-            key = "features" if "features" in f else "feats" if "feats" in f else None
-            if key is None:
-                raise FeatureFileError(f"{path}: no 'features' or 'feats' dataset; is it a coordinates-only file?")
-            shape = f[key].shape
-            attrs = plain_attrs(f.attrs)
-    except OSError as exc:
-        raise FeatureFileError(f"{path}: not a readable HDF5 feature file ({exc.__class__.__name__})") from None
-    return SlideFeatures(path, int(shape[-2]), FeatureSpec.from_attrs(attrs, shape[-1]))
-
-
-def read_bag_rows(path: Path, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features (float32) and level-0 coords of one file, all rows or only ``rows`` (sorted) for sampling."""
-    import h5py
-
-    from slidepredict.h5io import read_features
-
-    meta = read_features(path, load=False)  # coords in level-0 px, whatever the layout
-    with h5py.File(path, "r") as f:
-        ds = f["features" if "features" in f else "feats"]
-        sel: Any = slice(None) if rows is None else rows
-        feats = ds[0, sel] if ds.ndim == 3 else ds[sel]
-    coords = meta.coords if meta.coords is None or rows is None else meta.coords[rows]
-    return np.asarray(feats, dtype=np.float32), coords
-
-
-def index_feature_files(features_dir: str | os.PathLike[str]) -> dict[str, list[Path]]:
-    """Feature files under a folder (recursively), keyed by slide name (``<slide>/features.h5`` by its folder)."""
-    root = Path(features_dir)
-    if not root.is_dir():
-        raise CohortError(f"features folder not found: {root}")
-    index: dict[str, list[Path]] = {}
-    for p in sorted(root.rglob("*.h5")):
-        if p.relative_to(root).parts[0] == _COORDS_SUBDIR:
-            continue
-        key = p.parent.name if p.stem == _STAMP_FILE_STEM and p.parent != root else p.stem
-        index.setdefault(key, []).append(p)
-    return index
 
 
 def _match_slide(name: str, index: dict[str, list[Path]]) -> Path | None:
@@ -223,42 +142,6 @@ class Cohort:
             "features": self.spec.to_dict(),
             "dropped": self.drops.to_list(),
         }
-
-
-def _first_of_each(files: Sequence[SlideFeatures], key: Any) -> dict[Any, SlideFeatures]:
-    seen: dict[Any, SlideFeatures] = {}
-    for s in files:
-        seen.setdefault(key(s), s)
-    return seen
-
-
-def common_spec(files: Sequence[SlideFeatures]) -> FeatureSpec:
-    """The one feature setting of a cohort; mixing encoders, weights, sizes or tile sizes is an error."""
-    fix = "re-extract all slides with one encoder and tile size"
-    known = [s for s in files if s.spec.encoder != UNKNOWN]
-    by_name = _first_of_each(known, lambda s: s.spec.encoder)
-    if len(by_name) > 1:
-        (a, fa), (b, fb) = list(by_name.items())[:2]
-        raise CohortError(f"feature files of two encoders in one cohort: '{a}' ({fa.path}) and '{b}' ({fb.path}); {fix}")
-    by_hash = _first_of_each(known, lambda s: s.spec.encoder_hash)
-    if len(by_hash) > 1:
-        (a, fa), (b, fb) = list(by_hash.items())[:2]
-        raise CohortError(
-            f"feature files of encoder '{fa.spec.encoder}' with different weights in one cohort: "
-            f"hash {a} ({fa.path}) and {b} ({fb.path}); {fix}"
-        )
-    by_dim = _first_of_each(files, lambda s: s.spec.dim)
-    if len(by_dim) > 1:
-        (a, fa), (b, fb) = list(by_dim.items())[:2]
-        raise CohortError(f"feature files of different sizes in one cohort: {a} ({fa.path}) and {b} ({fb.path}); {fix}")
-    by_tile = _first_of_each([s for s in files if s.spec.tile_size_um is not None], lambda s: s.spec.tile_size_um)
-    if len(by_tile) > 1:
-        (a, fa), (b, fb) = list(by_tile.items())[:2]
-        raise CohortError(f"feature files of different tile sizes in one cohort: {a} um ({fa.path}) and {b} um ({fb.path}); {fix}")
-    if known and len(known) < len(files):
-        log.warning("%d of %d feature files record no encoder; assuming they match '%s'",
-                    len(files) - len(known), len(files), known[0].spec.encoder)
-    return (known or list(files))[0].spec
 
 
 def _sorted_categories(values: Sequence[str]) -> list[str]:

@@ -102,28 +102,18 @@ def check_ensemble(members: Sequence[Member]) -> None:
     ref = first.loaded.meta
     for m in members[1:]:
         meta = m.loaded.meta
-        clash = next(
-            (
-                (what, a, b)
-                for what, a, b in (
-                    ("targets", ref.target, meta.target),
-                    ("classes", ", ".join(ref.categories), ", ".join(meta.categories)),
-                    ("encoders", _spec_text(ref.spec), _spec_text(meta.spec)),
-                )
-                if a != b
-            ),
-            None,
+        checks = (
+            ("targets", ref.target, meta.target, ref.target != meta.target),
+            ("classes", ", ".join(ref.categories), ", ".join(meta.categories), ref.categories != meta.categories),
+            ("features", ref.spec.describe(), meta.spec.describe(), ref.spec.conflict(meta.spec) is not None),
         )
+        clash = next(((what, a, b) for what, a, b, differ in checks if differ), None)
         if clash:
             what, a, b = clash
             raise EnsembleError(
                 f"cannot ensemble {first.loaded.path} and {m.loaded.path}: they have different {what} "
                 f"({a} vs {b}); deploy them in separate runs"
             )
-
-
-def _spec_text(spec: Any) -> str:
-    return f"'{spec.encoder}' (hash {spec.encoder_hash}, {spec.dim} dims, {spec.tile_size_um} um tiles)"
 
 
 def load_members(models: Sequence[str | os.PathLike[str]], device: str = "auto") -> list[Member]:

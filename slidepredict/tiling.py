@@ -2,24 +2,33 @@
 
 All checks (tissue fraction, background colour, blur) run on the low-resolution image the
 tissue mask was computed on, so planning a gigapixel slide reads no full-resolution pixels.
-The output is ``<out>/<slide_stem>.h5`` with ``coords`` and the DESIGN.md §3 attributes,
-plus CLAM/TRIDENT's ``patch_size``/``patch_level`` on ``coords`` so their tools read it too.
+The output is ``<out>/<slide_stem>.h5`` with ``coords`` and the attributes of docs/formats.md,
+plus CLAM/TRIDENT's ``patch_size``/``patch_level`` on ``coords`` so their tools read it too
+(paths and attributes: :mod:`slidepredict.featurefile`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from slidepredict import batch, h5io
+from slidepredict import batch
 from slidepredict.config.models import TilingSettings
-from slidepredict.errors import FeatureFileError, NoTissueError
-from slidepredict.slide import Slide, open_slide, slide_stem
+from slidepredict.errors import NoTissueError
+from slidepredict.featurefile import (
+    COORDS,
+    COORDS_DATASETS,
+    clam_coords_attrs,
+    clean_partials,
+    coords_attrs,
+    slide_h5_path,
+    write_h5_atomic,
+    write_once,
+)
+from slidepredict.slide import Slide, open_slide
 from slidepredict.tissue import MODALITIES, TissueMask, TissueParams, rgb_to_hsv, tissue_mask
 from slidepredict.units import um_to_level0
 
@@ -128,39 +137,9 @@ def plan_tiles(slide: Slide, params: TilingSettings) -> np.ndarray:
     return _plan(slide, params).coords
 
 
-def coords_path(out_dir: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
-    """Where the coordinates of a slide go: ``<out_dir>/<slide_stem>.h5``."""
-    return Path(out_dir) / f"{slide_stem(slide_path)}.h5"
-
-
-def expected_attrs(slide: Slide, params: TilingSettings) -> dict[str, Any]:
-    """File attributes; a rerun with different values redoes the slide instead of skipping it."""
-    return {
-        "tile_size_um": float(params.tile_um),
-        "tile_size_px": int(resolve_tile_px(params).tile_px or DEFAULT_TILE_PX),
-        "tile_size_level0": int(um_to_level0(params.tile_um, slide.mpp)),
-        "mpp": float(slide.mpp),
-        "slide_width": int(slide.dimensions[0]),
-        "slide_height": int(slide.dimensions[1]),
-        "tiling_params": json.dumps(plan_fingerprint(params), sort_keys=True),
-    }
-
-
 def plan_fingerprint(params: TilingSettings) -> dict[str, Any]:
     """Every setting that changes which tiles are kept (not ``qc``, which only adds a picture)."""
     return {**resolve_tile_px(params).model_dump(exclude={"qc"}), "tissue": asdict(TISSUE)}
-
-
-def _clam_attrs(attrs: dict[str, Any], slide: Slide) -> dict[str, Any]:
-    """What CLAM/TRIDENT read from ``coords``: tiles are read at level 0 with this size."""
-    return {
-        "patch_size": attrs["tile_size_level0"],
-        "patch_level": 0,
-        "patch_size_level0": attrs["tile_size_level0"],
-        "downsample": [1.0, 1.0],
-        "level_dim": list(slide.dimensions),
-        "name": slide.name,
-    }
 
 
 def tile_slide(
@@ -171,36 +150,19 @@ def tile_slide(
 ) -> str:
     """Tile one slide into ``<out_dir>/<stem>.h5``; returns batch.DONE, SKIPPED (complete) or BUSY (locked)."""
     params = resolve_tile_px(params or TilingSettings())
-    target = coords_path(out_dir, slide_path)
+    target = slide_h5_path(out_dir, slide_path)
     with open_slide(slide_path, mpp=mpp) as slide:
-        attrs = expected_attrs(slide, params)
+        attrs = coords_attrs(slide, params, plan_fingerprint(params))
 
         def work() -> None:
             plan = _plan(slide, params)
-            h5io.write_h5_atomic(
-                target, {"coords": plan.coords}, attrs, dataset_attrs={"coords": _clam_attrs(attrs, slide)}
-            )
+            write_h5_atomic(target, {COORDS: plan.coords}, attrs, dataset_attrs={COORDS: clam_coords_attrs(attrs, slide)})
             if params.qc:
                 from slidepredict.qc import qc_path, write_qc_image
 
                 write_qc_image(qc_path(out_dir, slide_path), plan.tissue, plan.coords, plan.size_level0)
 
-        return h5io.write_once(target, attrs, work)
-
-
-def load_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Coordinates (int64 (N, 2)) and attributes of a complete tiling file."""
-    import h5py
-
-    path = Path(path)
-    attrs = h5io.read_attrs(path)
-    if attrs is None:
-        raise FeatureFileError(f"{path}: missing or incomplete tiling file; run `slidepredict tile` again")
-    with h5py.File(path, "r") as f:
-        if "coords" not in f:
-            raise FeatureFileError(f"{path}: no 'coords' dataset; not a tiling file")
-        coords = np.asarray(f["coords"][()], dtype=np.int64).reshape(-1, 2)
-    return coords, attrs
+        return write_once(target, attrs, work, COORDS_DATASETS)
 
 
 def tile_many(
@@ -212,5 +174,5 @@ def tile_many(
     """Tile every slide; one failing slide is reported and the rest go on."""
     params = resolve_tile_px(params or TilingSettings())
     out = batch.check_writable(out_dir)
-    h5io.clean_partials(out)
+    clean_partials(out)
     return batch.run_per_slide(slides, lambda p: tile_slide(p, out, params, mpp=mpp), "Tiling slides")

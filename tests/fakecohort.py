@@ -7,13 +7,15 @@ planted, so tests can check both patient predictions and per-tile attention.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 
-from slidepredict.h5io import write_h5_atomic
+from slidepredict.featurefile import write_h5_atomic
 
 TILE_PX = 224  # level-0 pixels per tile in generated coords
 
@@ -90,3 +92,14 @@ def make_feature_cohort(
     for df, path in ((clini, clini_path), (slides, slide_path)):
         df.to_excel(path, index=False) if xlsx else df.to_csv(path, index=False)
     return clini_path, slide_path, features_dir, truth
+
+
+def set_attrs(paths: Iterable[Path], **attrs: object) -> None:
+    """Change attributes of written feature files in place; None removes one (files of other tools lack it)."""
+    for path in paths:
+        with h5py.File(path, "r+") as f:
+            for key, value in attrs.items():
+                if value is None:
+                    f.attrs.pop(key, None)
+                else:
+                    f.attrs[key] = value

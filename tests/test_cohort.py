@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakecohort import make_feature_cohort
-from slidepredict.cohort import FeatureSpec, build_cohort
+from fakecohort import make_feature_cohort, set_attrs
+from slidepredict.cohort import build_cohort
 from slidepredict.errors import CohortError
-from slidepredict.h5io import write_h5_atomic
+from slidepredict.featurefile import FeatureSpec, write_h5_atomic
 
 
 @pytest.fixture()
@@ -30,7 +30,7 @@ def test_xlsx_nested_folders_and_several_slides(tmp_path: Path) -> None:
     assert cohort.patients == sorted(truth.labels)
     assert cohort.categories == ["neg", "pos"]
     assert [cohort.categories[i] for i in cohort.labels] == [truth.labels[p] for p in cohort.patients]
-    assert cohort.spec == FeatureSpec("fake-encoder", "fakehash0", 8, 256.0, 224)
+    assert cohort.spec == FeatureSpec("fake-encoder", "fakehash0", 8, 256.0, 224, "none")
     p = cohort.patients[1]
     feats_all, coords_all = cohort.load_bag(p)
     assert feats_all.shape == (20, 8) and coords_all.shape == (20, 2) and feats_all.dtype == np.float32
@@ -147,8 +147,36 @@ def test_files_without_attributes_join_a_known_encoder(tmp_path: Path, caplog: p
     shutil.copy(stamp / "PAT-00-0005-S0.h5", feats / "PAT-00-0005-S0.h5")
     with caplog.at_level(logging.WARNING):
         cohort = build_cohort(feats, slides, clini, target="TARGET")
-    assert cohort.spec.encoder == "fake-encoder"
+    assert cohort.spec.encoder == "fake-encoder" and cohort.spec.stain_norm == "none"
     assert "1 of 6 feature files record no encoder; assuming they match 'fake-encoder'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("attr", "value", "message"),
+    [
+        ("stain_norm", "macenko", "features in {a} use stain_norm='none' but {b} use 'macenko'; "
+                                  "re-extract one of them with the same --stain-norm"),
+        ("tile_size_px", 256, "features in {a} use tile_size_px=224 but {b} use 256; "
+                              "re-extract one of them with the same --tile-px"),
+    ],
+)
+def test_features_extracted_with_other_settings_in_one_cohort(small: tuple[Path, Path, Path], attr: str, value: object,
+                                                              message: str) -> None:
+    clini, slides, feats = small
+    set_attrs([feats / "PAT-00-0005-S0.h5"], **{attr: value})
+    with pytest.raises(CohortError) as e:
+        build_cohort(feats, slides, clini, target="TARGET")
+    assert str(e.value) == message.format(a=feats / "PAT-00-0000-S0.h5", b=feats / "PAT-00-0005-S0.h5")
+
+
+def test_settings_a_file_does_not_record_are_not_compared(small: tuple[Path, Path, Path]) -> None:
+    """Files of other tools record no stain normalisation or tile pixels; the cohort keeps what the others record."""
+    clini, slides, feats = small
+    set_attrs([feats / "PAT-00-0000-S0.h5"], stain_norm=None, tile_size_px=None, tile_size_um=None)
+    set_attrs([feats / "PAT-00-0001-S0.h5"], stain_norm=None)
+    cohort = build_cohort(feats, slides, clini, target="TARGET")
+    assert len(cohort) == 8 and cohort.spec == FeatureSpec("fake-encoder", "fakehash0", 8, 256.0, 224, "none")
+    assert cohort.slides["PAT-00-0000"][0].spec == FeatureSpec("fake-encoder", "fakehash0", 8)
 
 
 def test_two_feature_files_for_one_slide(small: tuple[Path, Path, Path]) -> None:

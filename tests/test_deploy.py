@@ -7,13 +7,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fakecohort import make_feature_cohort
+from fakecohort import make_feature_cohort, set_attrs
 from slidepredict.cohort import build_cohort
 from slidepredict.deploy import EnsembleError, deploy, expand_models, member_names
 from slidepredict.errors import CohortError, ConfigError, FeatureFileError
@@ -21,6 +20,8 @@ from slidepredict.training import CheckpointError, TrainSettings, crossval, load
 from slidepredict.training.checkpoint import save_checkpoint
 
 DIM = 16
+SPEC = {"encoder": "fake-encoder", "encoder_hash": "fakehash0", "dim": DIM, "tile_size_um": 256.0, "tile_size_px": 224,
+        "stain_norm": "none"}  # what make_feature_cohort writes
 TINY = TrainSettings(model_hparams={"hidden": 16, "attention_dim": 8, "dropout": 0.0}, epochs=4, patience=4,
                    lr=3e-3, batch_size=4, bag_size=32)
 
@@ -116,18 +117,36 @@ def test_encoder_mismatch_is_refused_before_any_output(cv: Path, tmp_path: Path)
     assert not out.exists()
 
 
-def test_tile_size_mismatch_is_refused(cv: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("attr", "value", "message"),
+    [
+        ("tile_size_um", 512.0, "use 512.0 um tiles but model {model} was trained on 256.0 um tiles; "
+                                "extract features with encoder 'fake-encoder' at 256.0 um tiles"),
+        ("tile_size_px", 256, "use tile_size_px=256 but model {model} was trained on tile_size_px=224; "
+                              "re-extract them with --tile-px 224"),
+        ("stain_norm", "macenko", "use stain_norm='macenko' but model {model} was trained on stain_norm='none'; "
+                                  "re-extract them with --stain-norm none"),
+    ],
+)
+def test_features_extracted_with_other_settings_are_refused(cv: Path, tmp_path: Path, attr: str, value: object,
+                                                            message: str) -> None:
     _, slides, feats, _ = make_feature_cohort(tmp_path, n_patients=4, n_tiles=8, dim=DIM, seed=3)
-    for path in feats.glob("*.h5"):
-        with h5py.File(path, "r+") as f:
-            f.attrs["tile_size_um"] = 512.0
+    set_attrs(feats.glob("*.h5"), **{attr: value})
     with pytest.raises(FeatureFileError) as err:
         deploy([cv], feats, tmp_path / "out", slide_table=slides)
-    assert str(err.value) == (
-        f"features in {feats / 'PAT-03-0000-S0.h5'} use 512.0 um tiles but model {cv / 'fold-0' / 'model.ckpt'} was trained on "
-        "256.0 um tiles; extract features with encoder 'fake-encoder' at 256.0 um tiles"
-    )
+    model = cv / "fold-0" / "model.ckpt"
+    assert str(err.value) == f"features in {feats / 'PAT-03-0000-S0.h5'} " + message.format(model=model)
     assert not (tmp_path / "out").exists()
+
+
+def test_settings_not_recorded_are_not_compared(cv: Path, tmp_path: Path) -> None:
+    """Checkpoints from before stain_norm and tile_size_px were compared, and files of other tools, still deploy."""
+    old = _variant(cv, tmp_path, "old", features={k: v for k, v in SPEC.items() if k not in ("tile_size_px", "stain_norm")})
+    _, slides, feats, _ = make_feature_cohort(tmp_path, n_patients=4, n_tiles=8, dim=DIM, seed=3)
+    set_attrs(feats.glob("*.h5"), stain_norm="macenko", tile_size_px=256)
+    assert deploy([old], feats, tmp_path / "a", slide_table=slides).n_patients == 4
+    set_attrs(feats.glob("*.h5"), stain_norm=None, tile_size_px=None)
+    assert deploy([cv], feats, tmp_path / "b", slide_table=slides).n_patients == 4
 
 
 def test_training_patients_overlap_is_warned_and_recorded(cv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -155,7 +174,11 @@ def _variant(cv: Path, tmp_path: Path, name: str, **changes: object) -> Path:
         ({"categories": ["neg", "mid"]}, "classes (neg, pos vs neg, mid)"),
         ({"target": "KRAS"}, "targets (TARGET vs KRAS)"),
         ({"features": {"encoder": "uni", "encoder_hash": "h", "dim": DIM, "tile_size_um": 256.0, "tile_size_px": 224}},
-         "encoders ('fake-encoder' (hash fakehash0, 16 dims, 256.0 um tiles) vs 'uni' (hash h, 16 dims, 256.0 um tiles))"),
+         "features ('fake-encoder' (hash fakehash0, 16 dims, 256.0 um / 224 px tiles, stain_norm='none') vs "
+         "'uni' (hash h, 16 dims, 256.0 um / 224 px tiles, stain_norm unknown))"),
+        ({"features": {**SPEC, "stain_norm": "macenko"}},
+         "features ('fake-encoder' (hash fakehash0, 16 dims, 256.0 um / 224 px tiles, stain_norm='none') vs "
+         "'fake-encoder' (hash fakehash0, 16 dims, 256.0 um / 224 px tiles, stain_norm='macenko'))"),
     ],
 )
 def test_checkpoints_that_do_not_belong_together_are_refused(cv: Path, external, tmp_path: Path, changes, what) -> None:

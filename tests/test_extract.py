@@ -16,14 +16,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from slidepredict import batch, h5io
+from slidepredict import batch, featurefile
 from slidepredict.cli import app
 from slidepredict.errors import ConfigError, SlideError
-from slidepredict.features import ExtractSettings, extract, load_encoder
-from slidepredict.features.extraction import Runner, batch_ranges, features_path
-from slidepredict.slide import open_slide
 from slidepredict.demo.synthetic import make_slide
-from slidepredict.tiling import TilingSettings, coords_path, load_coords
+from slidepredict.featurefile import load_coords, slide_h5_path
+from slidepredict.features import ExtractSettings, extract, load_encoder
+from slidepredict.features.extraction import Runner, batch_ranges
+from slidepredict.slide import open_slide
+from slidepredict.tiling import TilingSettings
 
 FAST = ExtractSettings(encoder="stain-texture", batch_size=4, workers=1)
 
@@ -51,12 +52,12 @@ def signal_slide(tmp_path_factory):
 
 
 def _leftovers(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.endswith((h5io.TMP_SUFFIX, h5io.LOCK_SUFFIX))]
+    return [p for p in folder.rglob("*") if p.name.endswith((featurefile.TMP_SUFFIX, featurefile.LOCK_SUFFIX))]
 
 
 def test_feature_file_contract(resnet_run, cmu_slide):
-    path = features_path(resnet_run, cmu_slide)
-    coords, _ = load_coords(coords_path(resnet_run / "coords", cmu_slide))
+    path = slide_h5_path(resnet_run, cmu_slide)
+    coords, _ = load_coords(slide_h5_path(resnet_run / "coords", cmu_slide))
     with h5py.File(path) as f:
         assert f["features"].dtype == np.float32 and f["features"].shape == (len(coords), 1024)
         assert f["coords"].dtype == np.int64
@@ -67,14 +68,14 @@ def test_feature_file_contract(resnet_run, cmu_slide):
     assert (attrs["tile_size_um"], attrs["tile_size_px"], attrs["tile_size_level0"]) == (256.0, 224, 513)
     assert (attrs["mpp"], attrs["slide_width"], attrs["slide_height"]) == (0.499, 2220, 2967)
     assert attrs["stain_norm"] == "none"
-    bag = h5io.read_features(path)
+    bag = featurefile.read_features(path)
     assert bag.layout == "slidepredict" and np.isfinite(bag.features).all()
     assert not _leftovers(resnet_run)
 
 
 def test_features_match_the_tiles_read_directly(resnet_run, cmu_slide):
     """Worker decoding + batching change nothing: row i is the encoder applied to tile i."""
-    bag = h5io.read_features(features_path(resnet_run, cmu_slide))
+    bag = featurefile.read_features(slide_h5_path(resnet_run, cmu_slide))
     runner = Runner(load_encoder("resnet50-trunc", weights="random"), FAST)
     with open_slide(cmu_slide) as slide:
         tiles = np.stack([slide.read_region_at(x, y, 256.0, 224) for x, y in bag.coords[[0, -1]]])
@@ -92,27 +93,27 @@ def test_batches_cover_every_tile_once_with_a_short_first_one(n, size, lengths):
 def test_rerun_skips_and_changed_settings_redo(tmp_path, cmu_slide):
     run = lambda **kw: extract([cmu_slide], tmp_path, fast(**kw))  # noqa: E731
     assert run().done == [cmu_slide]
-    target = features_path(tmp_path, cmu_slide)
+    target = slide_h5_path(tmp_path, cmu_slide)
     first = target.stat().st_mtime_ns
     assert run().skipped == [cmu_slide] and target.stat().st_mtime_ns == first
     assert run(stain_norm="macenko").done == [cmu_slide]
-    assert h5io.read_attrs(target)["stain_norm"] == "macenko"
+    assert featurefile.read_attrs(target)["stain_norm"] == "macenko"
     with h5py.File(target, "w") as f:  # an incomplete file (no completion flag) is redone, not trusted
         f.create_dataset("features", data=np.zeros((1, 52)))
     assert run().done == [cmu_slide]
-    assert h5io.read_features(target).features.shape[1] == 52
+    assert featurefile.read_features(target).features.shape[1] == 52
 
 
 def test_float16_features(tmp_path, cmu_slide):
     extract([cmu_slide], tmp_path, fast(dtype="float16", workers=0))
-    with h5py.File(features_path(tmp_path, cmu_slide)) as f:
+    with h5py.File(slide_h5_path(tmp_path, cmu_slide)) as f:
         assert f["features"].dtype == np.float16
 
 
 def test_stain_texture_finds_the_planted_signal(tmp_path, signal_slide):
     tiling = TilingSettings(tile_um=128.0, tile_px=112)
     extract([signal_slide.path], tmp_path, FAST, tiling=tiling)
-    bag = h5io.read_features(features_path(tmp_path, signal_slide.path))
+    bag = featurefile.read_features(slide_h5_path(tmp_path, signal_slide.path))
     inside = signal_slide.in_signal(bag.coords, bag.attrs["tile_size_level0"])
     assert 2 <= inside.sum() < len(inside) - 2
     from slidepredict.features.stain_texture import FEATURE_NAMES
@@ -169,7 +170,7 @@ def test_unreadable_slide_fails_alone(tmp_path, cmu_slide):
     assert result.done == [folder / cmu_slide.name] and result.exit_code == 1
     [(slide, reason)] = result.failed
     assert slide.name == "broken.svs" and reason.startswith(f"cannot open slide {folder / 'broken.svs'}: not a supported slide")
-    assert not features_path(tmp_path / "out", slide).exists() and not _leftovers(tmp_path / "out")
+    assert not slide_h5_path(tmp_path / "out", slide).exists() and not _leftovers(tmp_path / "out")
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -183,7 +184,7 @@ def test_read_failure_in_a_worker_is_one_line(tmp_path, cmu_slide, monkeypatch, 
     monkeypatch.setattr(Slide, "read_region_at", broken)  # forked workers inherit the patch
     result = extract([cmu_slide], tmp_path, fast(workers=workers))
     assert result.failed == [(cmu_slide, "cannot read pixels (corrupt or truncated file?): boom")]
-    assert not features_path(tmp_path, cmu_slide).exists() and not _leftovers(tmp_path)
+    assert not slide_h5_path(tmp_path, cmu_slide).exists() and not _leftovers(tmp_path)
 
 
 def test_no_slides(tmp_path):
@@ -209,17 +210,17 @@ def test_cli_extract_and_missing_weights(tmp_path, cmu_slide, monkeypatch):
 
 
 def test_reads_stamp_files(data_dir):
-    bag = h5io.read_features(data_dir / "features" / "TCGA-AD-6964-01Z-00-DX1" / "features.h5")
+    bag = featurefile.read_features(data_dir / "features" / "TCGA-AD-6964-01Z-00-DX1" / "features.h5")
     assert bag.layout == "stamp" and bag.features.shape == (777, 512) and bag.features.dtype == np.float32
     assert bag.coords.shape == (777, 2) and bag.coords.dtype == np.int64
     assert bag.attrs == {}  # the real files carry no attributes
 
 
 def test_reads_marugoto_files_without_coords(data_dir):
-    bag = h5io.read_features(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5")
+    bag = featurefile.read_features(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5")
     assert bag.layout == "clam" and bag.features.shape == (180, 512)
     assert bag.coords is None  # tile names like 0_0_0_506.jpg carry no level-0 position
-    assert h5io.feature_dim(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5") == 512
+    assert featurefile.feature_dim(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5") == 512
 
 
 def test_reads_clam_files(tmp_path):
@@ -227,7 +228,7 @@ def test_reads_clam_files(tmp_path):
     with h5py.File(path, "w") as f:
         f["features"] = np.ones((1, 5, 1024), np.float32)
         f["coords"] = np.arange(10).reshape(1, 5, 2)
-    bag = h5io.read_features(path)
+    bag = featurefile.read_features(path)
     assert bag.layout == "clam" and bag.features.shape == (5, 1024) and bag.coords.shape == (5, 2)
 
 
@@ -263,19 +264,19 @@ def test_killed_run_leaves_nothing_that_looks_complete(tmp_path, cmu_slide):
     out = tmp_path / "out"
     proc = _spawn(cmu_slide, out, "resnet50-trunc", "random", tile_um=64.0)  # ~150 tiles: time to kill it
     deadline = time.time() + 120
-    while not list(out.glob(f"*{h5io.LOCK_SUFFIX}")) and proc.poll() is None and time.time() < deadline:
+    while not list(out.glob(f"*{featurefile.LOCK_SUFFIX}")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     time.sleep(0.1)  # the model is now running over the tiles
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    target = features_path(out, cmu_slide)
-    assert not target.exists() or h5io.read_attrs(target) is None  # nothing that reads as complete
-    (out / f"{target.name}.{999_999_999}{h5io.TMP_SUFFIX}").write_bytes(b"partial")  # another dead job's leftover
+    target = slide_h5_path(out, cmu_slide)
+    assert not target.exists() or featurefile.read_attrs(target) is None  # nothing that reads as complete
+    (out / f"{target.name}.{999_999_999}{featurefile.TMP_SUFFIX}").write_bytes(b"partial")  # another dead job's leftover
     tiling = TilingSettings(tile_um=64.0, tile_px=112)
     result = extract([cmu_slide], out, fast("resnet50-trunc", weights="random"), tiling=tiling)
     assert result.done == [cmu_slide]  # the dead process's lock was taken over, not waited on
     assert not _leftovers(out)
-    assert h5io.read_features(target).features.shape[1] == 1024
+    assert featurefile.read_features(target).features.shape[1] == 1024
 
 
 @pytest.mark.slow
@@ -288,7 +289,7 @@ def test_two_processes_share_one_folder(tmp_path, slide_folder):
     assert sum(c[0] for c in counts) == 3, outputs  # every slide extracted exactly once
     assert all(c[3] == 0 for c in counts)
     for slide in slide_folder.iterdir():
-        assert h5io.read_attrs(features_path(out, slide))["encoder"] == "stain-texture"
+        assert featurefile.read_attrs(slide_h5_path(out, slide))["encoder"] == "stain-texture"
     assert not _leftovers(out)
     again = extract([slide_folder], out, FAST, tiling=TilingSettings(tile_um=128.0, tile_px=112))
     assert len(again.skipped) == 3 and batch.SKIPPED == "skipped"

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from slidepredict.cli import app
-from slidepredict.cohort import FeatureSpec
 from slidepredict.errors import SlidePredictError
-from slidepredict.h5io import read_features, write_h5_atomic
+from slidepredict.featurefile import FeatureSpec, read_features, write_h5_atomic
 from slidepredict.heatmaps import HeatmapSettings, rank_normalise, run_heatmaps
 
 
@@ -51,6 +51,14 @@ def _features(path: Path, width: int, height: int, seed: int, **attrs: object) -
     return coords
 
 
+def _model(path: Path, spec: FeatureSpec) -> Path:
+    """A random-init attention model trained, as far as its checkpoint says, on features of ``spec``."""
+    head = create_mil("attention", DIM, len(CATS))
+    meta = ModelMeta(model="attention", model_hparams=dict(head.hparams), target="MSI", categories=CATS,
+                     features=spec.to_dict(), train_patients=["p1", "p2"])
+    return save_checkpoint(path, head.state_dict(), meta, {})
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two small synthetic slides with features, one random-init attention model."""
@@ -58,10 +66,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for i, (w, h) in enumerate([(768, 512), (512, 640)]):
         make_slide(root / "slides" / f"S{i}.tif", seed=i, width=w, height=h, mpp=MPP, signal=True)
         _features(root / "features" / f"S{i}.h5", w, h, seed=i)
-    head = create_mil("attention", DIM, len(CATS))
-    meta = ModelMeta(model="attention", model_hparams=dict(head.hparams), target="MSI", categories=CATS,
-                     features=SPEC.to_dict(), train_patients=["p1", "p2"])
-    save_checkpoint(root / "model.ckpt", head.state_dict(), meta, {})
+    _model(root / "model.ckpt", SPEC)
     out = root / "out"
     folders = heatmaps(root / "model.ckpt", root / "slides", root / "features", out, topk=3, thumb_px=512)
     return {"root": root, "out": out, "model": root / "model.ckpt", "folders": folders}  # type: ignore[dict-item]
@@ -230,6 +235,26 @@ def test_a_bad_slide_fails_alone_and_leaves_nothing(setup: dict, tmp_path: Path)
     )
     assert f"come from encoder 'other-encoder' (hash h0) but model {setup['model']} was trained on 'fake-encoder'" in reasons["S2.tif"]
     assert sorted(p.name for p in (root / "out").iterdir()) == ["S0"]
+
+
+def test_features_extracted_with_other_settings_fail_alone(setup: dict, tmp_path: Path) -> None:
+    """Stain normalisation and tile pixels are checked per slide; a file that records neither (S2) is drawn."""
+    root = tmp_path
+    shutil.copytree(setup["root"] / "slides", root / "slides")
+    shutil.copy(root / "slides" / "S0.tif", root / "slides" / "S2.tif")
+    model = _model(root / "macenko.ckpt", replace(SPEC, stain_norm="macenko"))
+    _features(root / "features" / "S0.h5", 768, 512, seed=0, stain_norm="none")
+    _features(root / "features" / "S1.h5", 512, 640, seed=1, stain_norm="macenko", tile_size_px=128)
+    shutil.copy(setup["root"] / "features" / "S0.h5", root / "features" / "S2.h5")
+    run = run_heatmaps(model, root / "slides", root / "features", root / "out", HeatmapSettings(topk=0, thumb_px=256))
+    assert run.folders == [root / "out" / "S2"]
+    reasons = dict((p.name, r) for p, r in run.result.failed)
+    assert reasons == {
+        "S0.tif": f"features in {root / 'features' / 'S0.h5'} use stain_norm='none' but model {model} was trained on "
+                  "stain_norm='macenko'; re-extract them with --stain-norm macenko",
+        "S1.tif": f"features in {root / 'features' / 'S1.h5'} use tile_size_px=128 but model {model} was trained on "
+                  "tile_size_px=64; re-extract them with --tile-px 64",
+    }
 
 
 def test_no_slide_has_features(setup: dict, tmp_path: Path) -> None:

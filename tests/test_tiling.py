@@ -12,12 +12,13 @@ import pytest
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from slidepredict import batch, h5io
+from slidepredict import batch
 from slidepredict.cli import app
 from slidepredict.errors import NoTissueError, SlidePredictError
 from slidepredict.slide import open_slide
 from slidepredict.demo.synthetic import make_slide, render_he, write_pyramid
-from slidepredict.tiling import TilingSettings, coords_path, load_coords, plan_tiles, tile_many, tile_slide
+from slidepredict.featurefile import LOCK_SUFFIX, load_coords, slide_h5_path
+from slidepredict.tiling import TilingSettings, plan_tiles, tile_many, tile_slide
 
 runner = CliRunner()
 
@@ -47,16 +48,16 @@ def test_cmu_tiles_and_h5_contract(cmu_slide: Path, tmp_path: Path) -> None:
 
 def test_rerun_skips_and_changed_settings_redo(cmu_slide: Path, tmp_path: Path) -> None:
     assert tile_slide(cmu_slide, tmp_path, TilingSettings(qc=False)) == batch.DONE
-    mtime = coords_path(tmp_path, cmu_slide).stat().st_mtime_ns
+    mtime = slide_h5_path(tmp_path, cmu_slide).stat().st_mtime_ns
     assert tile_slide(cmu_slide, tmp_path, TilingSettings(qc=False)) == batch.SKIPPED
-    assert coords_path(tmp_path, cmu_slide).stat().st_mtime_ns == mtime
+    assert slide_h5_path(tmp_path, cmu_slide).stat().st_mtime_ns == mtime
     assert tile_slide(cmu_slide, tmp_path, TilingSettings(tile_um=128.0, qc=False)) == batch.DONE
-    coords, attrs = load_coords(coords_path(tmp_path, cmu_slide))
+    coords, attrs = load_coords(slide_h5_path(tmp_path, cmu_slide))
     assert attrs["tile_size_um"] == 128.0 and len(coords) > 0
 
 
 def test_locked_slide_is_busy(cmu_slide: Path, tmp_path: Path) -> None:
-    lock = Path(f"{coords_path(tmp_path, cmu_slide)}{h5io.LOCK_SUFFIX}")
+    lock = Path(f"{slide_h5_path(tmp_path, cmu_slide)}{LOCK_SUFFIX}")
     lock.write_text(f"{os.uname().nodename} {os.getppid()}")  # a live process on this host holds it
     assert tile_slide(cmu_slide, tmp_path) == batch.BUSY
     assert _only(tmp_path) == {lock.name}
@@ -64,7 +65,7 @@ def test_locked_slide_is_busy(cmu_slide: Path, tmp_path: Path) -> None:
 
 def test_tcga_with_mpp_override(tcga_no_mpp_slide: Path, tmp_path: Path) -> None:
     assert tile_slide(tcga_no_mpp_slide, tmp_path, mpp=0.5) == batch.DONE
-    coords, attrs = load_coords(coords_path(tmp_path, tcga_no_mpp_slide))
+    coords, attrs = load_coords(slide_h5_path(tmp_path, tcga_no_mpp_slide))
     assert attrs["mpp"] == 0.5 and attrs["tile_size_level0"] == 512 and len(coords) >= 20
 
 

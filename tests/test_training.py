@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from fakecohort import make_feature_cohort
 from slidepredict.cli import app
-from slidepredict.cohort import FeatureSpec, build_cohort
+from slidepredict.cohort import build_cohort
 from slidepredict.errors import CohortError, FeatureFileError
+from slidepredict.featurefile import FeatureSpec
 from slidepredict.mil import list_mil
 from slidepredict.training import (
     TrainSettings, crossval, fit, load_checkpoint, load_model, pooled_auroc, predict_bag, predict_cohort, train_final,
@@ -123,7 +124,7 @@ def test_checkpoint_metadata_loading_and_feature_checks(tiny: tuple[Path, Path, 
     meta = raw["slidepredict"]
     assert meta["target"] == "TARGET" and meta["categories"] == ["neg", "pos"]
     assert meta["features"] == {"encoder": "fake-encoder", "encoder_hash": "fakehash0", "dim": 16,
-                                "tile_size_um": 256.0, "tile_size_px": 224}
+                                "tile_size_um": 256.0, "tile_size_px": 224, "stain_norm": "none"}
     assert sorted(meta["train_patients"] + meta["val_patients"]) == cohort.patients
     assert meta["model"] == "attention" and meta["model_hparams"]["hidden"] == 256
     assert meta["slidepredict_version"] and raw["pytorch-lightning_version"] == lightning.__version__

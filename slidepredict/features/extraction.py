@@ -2,14 +2,13 @@
 
 Tiles are decoded in DataLoader workers (each opens its own slide handle, lazily, in
 the worker) while the main process runs the model, so decoding overlaps compute. No
-tile image touches the disk. Output files follow DESIGN.md §3 and are written through
-:func:`h5io.write_h5_atomic` under :func:`h5io.slide_lock`, so reruns, killed runs and
-parallel ``--shard`` jobs sharing one folder are all safe.
+tile image touches the disk. Output files follow docs/formats.md and are written through
+:func:`featurefile.write_h5_atomic` under :func:`featurefile.write_once`, so reruns, killed runs
+and parallel ``--shard`` jobs sharing one folder are all safe.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -21,15 +20,26 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from slidepredict import batch, h5io
+from slidepredict import batch
 from slidepredict.errors import ConfigError, SlidePredictError
 from slidepredict.features._builder import Encoder, load_encoder
 from slidepredict.features.stain_norm import make_stain_normalizer
-from slidepredict.slide import Slide, open_slide, slide_stem
 from slidepredict.core.device import resolve_device
-from slidepredict.layout import COORDS_SUBDIR
+from slidepredict.featurefile import (
+    COORDS,
+    FEATURE_DATASETS,
+    FEATURES,
+    clean_partials,
+    default_coords_dir,
+    feature_attrs,
+    load_coords,
+    slide_h5_path,
+    write_h5_atomic,
+    write_once,
+)
 from slidepredict.features.settings import ExtractSettings
-from slidepredict.tiling import TilingSettings, coords_path, load_coords, resolve_tile_px, tile_slide
+from slidepredict.slide import Slide, open_slide
+from slidepredict.tiling import TilingSettings, resolve_tile_px, tile_slide
 from slidepredict.units import Microns, SlidePixels, TilePixels
 
 log = logging.getLogger("slidepredict")
@@ -37,9 +47,6 @@ log = logging.getLogger("slidepredict")
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def features_path(out_dir: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
-    """``<out_dir>/<slide_stem>.h5``, the DESIGN.md §3 location."""
-    return Path(out_dir) / f"{slide_stem(slide_path)}.h5"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -167,10 +174,6 @@ class Runner:
         return out
 
 
-def _coords_digest(coords: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(coords, dtype=np.int64).tobytes()).hexdigest()[:16]
-
-
 def extract_slide(
     slide_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -184,16 +187,10 @@ def extract_slide(
     slide_path = Path(slide_path)
     if tile_slide(slide_path, coords_dir, tiling, mpp=mpp) == batch.BUSY:
         return batch.BUSY  # another process is tiling this slide; a later run picks it up
-    coords, cattrs = load_coords(coords_path(coords_dir, slide_path))
+    coords, cattrs = load_coords(slide_h5_path(coords_dir, slide_path))
     enc = runner.encoder
-    attrs: dict[str, Any] = {
-        "encoder": enc.name,
-        "encoder_hash": enc.encoder_hash,
-        **{k: cattrs[k] for k in ("tile_size_um", "tile_size_px", "tile_size_level0", "mpp", "slide_width", "slide_height")},
-        "stain_norm": stain_norm,
-        "coords_sha1": _coords_digest(coords),
-    }
-    target = features_path(out_dir, slide_path)
+    attrs = feature_attrs(enc.name, enc.encoder_hash, cattrs, coords, stain_norm)
+    target = slide_h5_path(out_dir, slide_path)
 
     def work() -> None:
         t0 = time.perf_counter()
@@ -202,9 +199,9 @@ def extract_slide(
         dt = time.perf_counter() - t0
         log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_path.name, len(coords), dt, len(coords) / max(dt, 1e-9))
         extra = {"precision": runner.precision, "weights": enc.weights.source, "n_tiles": len(coords)}
-        h5io.write_h5_atomic(target, {"features": feats.astype(runner.params.dtype), "coords": coords}, {**attrs, **extra})
+        write_h5_atomic(target, {FEATURES: feats.astype(runner.params.dtype), COORDS: coords}, {**attrs, **extra})
 
-    return h5io.write_once(target, attrs, work, ("features", "coords"))
+    return write_once(target, attrs, work, FEATURE_DATASETS)
 
 
 def extract(
@@ -237,8 +234,8 @@ def extract(
     runner = Runner(encoder, settings)  # fails before any output
     runner.check_tile_size(int(tiling.tile_px))  # type: ignore[arg-type]
     out = batch.check_writable(out_dir)
-    coords_dir = batch.check_writable(coords_dir if coords_dir is not None else out / COORDS_SUBDIR)
-    h5io.clean_partials(out)
+    coords_dir = batch.check_writable(coords_dir if coords_dir is not None else default_coords_dir(out))
+    clean_partials(out)
     tag = normalizer.tag if normalizer is not None else "none"
     return batch.run_per_slide(
         paths,

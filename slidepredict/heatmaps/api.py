@@ -20,7 +20,7 @@ from typing import Any
 from slidepredict import batch
 from slidepredict.digest import file_sha256
 from slidepredict.errors import MPPError, SlidePredictError
-from slidepredict.h5io import read_features
+from slidepredict.featurefile import read_features, slide_h5_path
 from slidepredict.heatmaps.overlay import map_scale, write_overlays
 from slidepredict.heatmaps.patients import PatientPrediction, patient_predictions
 from slidepredict.heatmaps.qupath import score_stack, write_geojson, write_ome_tiff
@@ -51,7 +51,7 @@ def select_slides(slides_dir: Path, features_dir: Path, names: Sequence[str] | N
         raise SlidePredictError(f"features folder not found: {features_dir}; run `slidepredict extract` first")
     slides = find_slides([slides_dir], required=True)
     by_stem = {slide_stem(p): p for p in slides}
-    pairs = {stem: (p, Path(features_dir) / f"{stem}.h5") for stem, p in by_stem.items()}
+    pairs = {stem: (p, slide_h5_path(features_dir, p)) for stem, p in by_stem.items()}
     if names:
         wanted = list(dict.fromkeys(slide_stem(n) for n in names))
         unknown = [n for n in wanted if n not in pairs]

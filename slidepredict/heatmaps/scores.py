@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from slidepredict.cohort import FeatureSpec
 from slidepredict.errors import FeatureFileError
-from slidepredict.h5io import FeatureBag
+from slidepredict.featurefile import FeatureBag
 from slidepredict.training.predict import LoadedModel, predict_bag
 
 ATTENTION = "attention"
@@ -109,7 +108,7 @@ def score_slide(loaded: LoadedModel, bag: FeatureBag, slide_mpp: float) -> TileS
         raise FeatureFileError(f"{source}: has no tile coordinates, so tiles cannot be placed on the slide")
     if len(bag.coords) == 0:
         raise FeatureFileError(f"{source}: holds no tiles; re-run `slidepredict extract` for this slide")
-    loaded.check_features(FeatureSpec.from_attrs(bag.attrs, bag.features.shape[1]), source)
+    loaded.check_features(bag.spec, source)
     probs, att, tiles = predict_bag(loaded, bag.features, bag.coords)
     return TileScores(
         coords=np.asarray(bag.coords, dtype=np.int64), size0=tile_size_level0(bag.attrs, slide_mpp, source),

@@ -15,8 +15,8 @@ import torch
 
 from slidepredict.atomic import atomic_path
 from slidepredict._version import __version__
-from slidepredict.cohort import FeatureSpec
 from slidepredict.errors import SlidePredictError
+from slidepredict.featurefile import FeatureSpec
 
 CHECKPOINT_FORMAT = 1
 META_KEY = "slidepredict"
@@ -43,7 +43,7 @@ class ModelMeta:
 
     @property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec(**self.features)
+        return FeatureSpec.from_dict(self.features)
 
     @property
     def patients(self) -> set[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidepredict.cohort import UNKNOWN, Cohort, FeatureSpec
+from slidepredict.cohort import Cohort
 from slidepredict.errors import FeatureFileError
+from slidepredict.featurefile import FeatureSpec, check_model_features
 from slidepredict.mil import MILHead, create_mil
 from slidepredict.progress import track
 from slidepredict.training.checkpoint import ModelMeta, load_checkpoint
 from slidepredict.training.data import bag_loader
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,27 +32,8 @@ class LoadedModel:
         return list(self.meta.categories)
 
     def check_features(self, spec: FeatureSpec, source: str | os.PathLike[str]) -> None:
-        """Refuse features from another encoder, weights, size or tile size than the model's."""
-        want = self.meta.spec
-        fix = f"extract features with encoder '{want.encoder}' at {want.tile_size_um} um tiles"
-        if spec.dim != want.dim:
-            raise FeatureFileError(
-                f"features in {source} have {spec.dim} dimensions but model {self.path} expects {want.dim} "
-                f"(encoder '{want.encoder}'); {fix}"
-            )
-        known = UNKNOWN not in (spec.encoder, want.encoder)
-        if known and (spec.encoder, spec.encoder_hash) != (want.encoder, want.encoder_hash):
-            raise FeatureFileError(
-                f"features in {source} come from encoder '{spec.encoder}' (hash {spec.encoder_hash}) but model "
-                f"{self.path} was trained on '{want.encoder}' (hash {want.encoder_hash}); {fix}"
-            )
-        if None not in (spec.tile_size_um, want.tile_size_um) and not np.isclose(spec.tile_size_um, want.tile_size_um):  # type: ignore[arg-type]
-            raise FeatureFileError(
-                f"features in {source} use {spec.tile_size_um} um tiles but model {self.path} was trained on "
-                f"{want.tile_size_um} um tiles; {fix}"
-            )
-        if not known and spec.encoder != want.encoder:
-            log.warning("cannot verify the encoder of %s (no encoder recorded); model expects '%s'", source, want.encoder)
+        """Refuse features from another encoder, weights, size, tile size or stain normalisation than the model's."""
+        check_model_features(spec, self.meta.spec, source, self.path)
 
 
 def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel:

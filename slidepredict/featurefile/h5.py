@@ -1,8 +1,9 @@
-"""The per-slide h5 contract (DESIGN.md §3): atomic writes, completeness checks, locks, readers.
+"""Writing per-slide h5 files: atomic writes, completeness checks, locks, leftovers of killed runs.
 
 Tiling writes ``coords`` only; extraction adds ``features``. Both go through
 :func:`write_h5_atomic` so a killed process never leaves a file that looks complete, and
-through :func:`slide_lock` so several processes can share one output folder.
+through :func:`write_once` (:func:`slide_lock` inside) so several processes can share one
+output folder.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,15 @@ import numpy as np
 
 from slidepredict._version import __version__
 from slidepredict.atomic import TMP_SUFFIX, atomic_path
-from slidepredict.errors import FeatureFileError
+from slidepredict.featurefile.layout import COORDS_DATASETS
+
+__all__ = [
+    "COMPLETE_ATTR", "LOCK_SUFFIX", "TMP_SUFFIX", "clean_partials", "is_complete", "plain_attrs", "read_attrs",
+    "slide_lock", "write_h5_atomic", "write_once",
+]
 
 COMPLETE_ATTR = "slidepredict_complete"
 LOCK_SUFFIX = ".lock"
-
-
-@dataclass
-class FeatureBag:
-    """What any supported feature file holds, whatever tool wrote it."""
-
-    path: Path
-    features: np.ndarray | None
-    coords: np.ndarray | None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    layout: str = "slidepredict"
-
-    @property
-    def n_tiles(self) -> int:
-        if self.features is not None:
-            return int(self.features.shape[0])
-        return 0 if self.coords is None else int(self.coords.shape[0])
 
 
 def _attr_value(value: Any) -> Any:
@@ -93,7 +80,9 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return attrs if attrs.get(COMPLETE_ATTR) else None
 
 
-def is_complete(path: str | os.PathLike[str], expected: Mapping[str, Any], datasets: tuple[str, ...] = ("coords",)) -> bool:
+def is_complete(
+    path: str | os.PathLike[str], expected: Mapping[str, Any], datasets: tuple[str, ...] = COORDS_DATASETS
+) -> bool:
     """True when ``path`` is a finished file whose attrs match every expected setting."""
     import h5py
 
@@ -125,81 +114,6 @@ def _py(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
     return value
-
-
-_TILE_NAME_XY = re.compile(r"\((\d+),\s*(\d+)\)")
-
-
-def _coords_from_names(names: np.ndarray) -> np.ndarray | None:
-    """Recover (x, y) from tile file names like ``Tile_(16896,20480).jpg`` when a file has no coords."""
-    out = []
-    for raw in names:
-        name = raw.decode() if isinstance(raw, bytes) else str(raw)
-        m = _TILE_NAME_XY.search(name)
-        if m is None:
-            return None
-        out.append((int(m.group(1)), int(m.group(2))))
-    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
-
-
-def read_features(path: str | os.PathLike[str], load: bool = True) -> FeatureBag:
-    """Read a feature file written by slidepredict, CLAM/TRIDENT (``features``) or STAMP (``feats``).
-
-    STAMP stores coordinates in microns; they are converted to level-0 pixels when the
-    file records the slide MPP, and kept as they are otherwise (``layout='stamp'``).
-    Files without coordinates (some marugoto exports) get them from tile names when
-    possible, else ``coords`` is None.
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise FeatureFileError(f"feature file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FeatureFileError(f"{path}: not a readable HDF5 feature file ({exc.__class__.__name__})") from None
-    with f:
-        attrs = plain_attrs(f.attrs)
-        if "features" in f:
-            key, layout = "features", "slidepredict" if "encoder" in attrs else "clam"
-        elif "feats" in f:
-            key, layout = "feats", "stamp"
-        else:
-            raise FeatureFileError(
-                f"{path}: no 'features' or 'feats' dataset (found: {', '.join(f.keys()) or 'nothing'}); "
-                "is this a coordinates-only file from `slidepredict tile`?"
-            )
-        ds = f[key]
-        if ds.ndim == 3 and ds.shape[0] == 1:  # CLAM/TRIDENT sometimes store (1, N, D)
-            feats = ds[0] if load else None
-        elif ds.ndim == 2:
-            feats = ds[()] if load else None
-        else:
-            raise FeatureFileError(f"{path}: '{key}' has shape {ds.shape}; expected (N, D)")
-        coords = None
-        if "coords" in f:
-            coords = np.asarray(f["coords"][()])
-            if coords.ndim == 3 and coords.shape[0] == 1:
-                coords = coords[0]
-            if layout == "stamp" and "mpp" in attrs and coords.dtype.kind == "f":
-                coords = np.round(coords / float(attrs["mpp"]))
-            coords = coords.astype(np.int64)
-        elif "metadata" in f:
-            coords = _coords_from_names(f["metadata"][()])
-        n = ds.shape[-2]
-        if coords is not None and coords.shape[0] != n:
-            raise FeatureFileError(f"{path}: {n} feature rows but {coords.shape[0]} coordinates")
-    return FeatureBag(path=path, features=feats, coords=coords, attrs=attrs, layout=layout)
-
-
-def feature_dim(path: str | os.PathLike[str]) -> int:
-    """Embedding size without loading the features (for checks across a cohort)."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        key = "features" if "features" in f else "feats"
-        return int(f[key].shape[-1])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -261,7 +175,7 @@ def write_once(
     target: str | os.PathLike[str],
     expected: Mapping[str, Any],
     work: Callable[[], None],
-    datasets: tuple[str, ...] = ("coords",),
+    datasets: tuple[str, ...] = COORDS_DATASETS,
 ) -> str:
     """Run ``work`` (which writes ``target``) unless a matching complete file exists or another
     process holds the slide; returns batch.DONE, SKIPPED or BUSY.
