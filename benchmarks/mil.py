@@ -56,7 +56,7 @@ def measure(data: Path, args: argparse.Namespace) -> dict[str, float]:
 
     from slidepredict.cohort import build_cohort
     from slidepredict.mil import create_mil
-    from slidepredict.progress import set_quiet
+    from slidepredict.core.progress import set_quiet
     from slidepredict.training import TrainSettings, fit
     from slidepredict.training.data import bag_loader
 

@@ -20,7 +20,7 @@ import openslide
 from slidepredict.slide import open_slide
 from slidepredict.demo.synthetic import make_slide
 from slidepredict.tiling import TilingSettings, plan_tiles, tile_slide
-from slidepredict.units import um_to_level0
+from slidepredict.core.units import um_to_level0
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SLIDES = [  # (file, MPP override)

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from slidepredict.errors import MPPError, SlideError
-from slidepredict.units import Microns, SlideMPP, SlidePixels, TilePixels
+from slidepredict.core.errors import MPPError, SlideError
+from slidepredict.core.units import Microns, SlideMPP, SlidePixels, TilePixels
 
 # Extensions we look for when given a directory of slides.
 SLIDE_EXTENSIONS: tuple[str, ...] = (

@@ -12,7 +12,7 @@ import pytest
 
 from fakecohort import make_feature_cohort, set_attrs
 from slidepredict.cohort import build_cohort
-from slidepredict.errors import CohortError
+from slidepredict.core.errors import CohortError
 from slidepredict.featurefile import FeatureSpec, write_h5_atomic
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from slidepredict.config import load_config, reference_markdown, template_yaml, write_resolved
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 
 
 def _write(tmp_path: Path, data: dict | str) -> Path:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from fakecohort import make_feature_cohort, set_attrs
 from slidepredict.cohort import build_cohort
 from slidepredict.deploy import EnsembleError, deploy, expand_models, member_names
-from slidepredict.errors import CohortError, ConfigError, FeatureFileError
+from slidepredict.core.errors import CohortError, ConfigError, FeatureFileError
 from slidepredict.training import CheckpointError, TrainSettings, crossval, load_checkpoint, load_model, predict_cohort
 from slidepredict.training.checkpoint import save_checkpoint
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 from slidepredict.features import (
     MissingWeightsError,
     get_encoder,

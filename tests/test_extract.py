@@ -16,9 +16,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from slidepredict import batch, featurefile
+from slidepredict import featurefile
+from slidepredict.core import batch
 from slidepredict.cli import app
-from slidepredict.errors import ConfigError, SlideError
+from slidepredict.core.errors import ConfigError, SlideError
 from slidepredict.demo.synthetic import make_slide
 from slidepredict.featurefile import load_coords, slide_h5_path
 from slidepredict.features import ExtractSettings, extract, load_encoder

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from slidepredict.errors import FeatureFileError
+from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile import (
     FeatureSpec,
     probe_feature_file,

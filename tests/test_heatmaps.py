@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from slidepredict.cli import app
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.featurefile import FeatureSpec, read_features, write_h5_atomic
 from slidepredict.heatmaps import HeatmapSettings, rank_normalise, run_heatmaps
 
@@ -27,7 +27,8 @@ def heatmaps(model, slides_dir, features, out, slides=None, **kw):
     opts = {k: kw.pop(k) for k in list(kw) if k in HeatmapSettings.model_fields}
     settings = HeatmapSettings(slides=slides or [], max_slides=0, **opts)
     return run_heatmaps(model, slides_dir, features, out, settings, **kw).folders
-from slidepredict.heatmaps.overlay import map_scale, safe_name, tile_index_map
+from slidepredict.core.names import safe_name
+from slidepredict.heatmaps.overlay import map_scale, tile_index_map
 from slidepredict.heatmaps.qupath import score_stack, write_ome_tiff
 from slidepredict.heatmaps.scores import TileScores
 from slidepredict.mil import create_mil

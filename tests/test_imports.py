@@ -85,7 +85,7 @@ def test_load_config_checks_registry_names_without_torch(tmp_path: Path) -> None
     stdout, code, heavy = _probe(
         """
         from slidepredict.config import load_config
-        from slidepredict.errors import ConfigError
+        from slidepredict.core.errors import ConfigError
         cfg = load_config("ok.yaml")
         print("loaded", cfg.extract.encoder)
         for name in ("bad-enc", "bad-mil"):

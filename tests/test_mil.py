@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 from slidepredict.mil import MILHead, create_mil, list_mil, register_mil
 
 D, C = 24, 3

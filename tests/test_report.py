@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.report import build_report
 
 EVIL = '<script>alert("x")</script>'

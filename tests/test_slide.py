@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slidepredict.errors import MPPError, SlideError
+from slidepredict.core.errors import MPPError, SlideError
 from slidepredict.slide import find_slides, open_slide, slide_stem
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from skimage.color import rgb2hed
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 from slidepredict.features.stain_norm import MacenkoNormalizer, estimate_stains, make_stain_normalizer
 from slidepredict.features.stain_texture import FEATURE_NAMES, StainTexture, rgb2hed_torch
 

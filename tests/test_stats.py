@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from slidepredict.stats import PredictionsError, compute_stats
 from slidepredict.stats.metrics import _resample_rows, bootstrap
-from slidepredict.stats.tables import Predictions, file_labels, infer_target
+from slidepredict.stats.predictions import Predictions, file_labels, infer_target
 
 BINARY = ("MSI H", "non_MSI")  # a space and an underscore: class names are taken verbatim
 MULTI = ("CIN_high", "GS", "MSI H")

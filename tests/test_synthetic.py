@@ -13,7 +13,7 @@ from skimage.color import rgb2hed
 from slidepredict.slide import open_slide
 from slidepredict.demo.synthetic import load_ground_truth, make_cohort, make_slide
 from slidepredict.tiling import TilingSettings, plan_tiles
-from slidepredict.units import um_to_level0
+from slidepredict.core.units import um_to_level0
 
 SMALL = {"width": 2048, "height": 1536}
 

@@ -12,9 +12,9 @@ import pytest
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from slidepredict import batch
+from slidepredict.core import batch
 from slidepredict.cli import app
-from slidepredict.errors import NoTissueError, SlidePredictError
+from slidepredict.core.errors import NoTissueError, SlidePredictError
 from slidepredict.slide import open_slide
 from slidepredict.demo.synthetic import make_slide, render_he, write_pyramid
 from slidepredict.featurefile import LOCK_SUFFIX, load_coords, slide_h5_path
@@ -241,7 +241,7 @@ def test_read_only_output_dir(cmu_slide: Path, tmp_path: Path) -> None:
 
 
 def test_load_coords_errors(tmp_path: Path) -> None:
-    from slidepredict.errors import FeatureFileError
+    from slidepredict.core.errors import FeatureFileError
 
     with pytest.raises(FeatureFileError) as err:
         load_coords(tmp_path / "missing.h5")

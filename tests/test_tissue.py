@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.slide import open_slide
 from slidepredict.demo.synthetic import render_he, write_pyramid
-from slidepredict.tissue import TissueParams, mask_from_rgb, tissue_mask
+from slidepredict.tiling.tissue import TissueParams, mask_from_rgb, tissue_mask
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from fakecohort import make_feature_cohort
 from slidepredict.cli import app
 from slidepredict.cohort import build_cohort
-from slidepredict.errors import CohortError, FeatureFileError
+from slidepredict.core.errors import CohortError, FeatureFileError
 from slidepredict.featurefile import FeatureSpec
 from slidepredict.mil import list_mil
 from slidepredict.training import (

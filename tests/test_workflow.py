@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from slidepredict.cli import app
 from slidepredict.config import load_config, template_yaml
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.pipeline.run import STAGES, run_workflow
 
 runner = CliRunner()

@@ -29,7 +29,7 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one red line and exit code 2, not a traceback."""
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
 
     try:
         app(args=argv, standalone_mode=True)

@@ -30,7 +30,7 @@ def _root(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; log lines only."),
 ) -> None:
-    from slidepredict.progress import setup_logging
+    from slidepredict.core.progress import setup_logging
 
     setup_logging(quiet=quiet)
 

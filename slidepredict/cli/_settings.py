@@ -44,7 +44,7 @@ def _load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | N
     if value is None:
         return value
     from slidepredict.config import load_config
-    from slidepredict.errors import ConfigError
+    from slidepredict.core.errors import ConfigError
 
     try:
         cfg = load_config(value)

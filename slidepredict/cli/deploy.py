@@ -25,7 +25,7 @@ def deploy(
     **settings: Any,
 ) -> None:
     """Predict every patient with each model and their mean (ensemble); statistics follow when labels are given."""
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.pipeline import stages
 
     try:

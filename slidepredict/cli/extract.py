@@ -23,7 +23,7 @@ def extract(
     **settings: Any,
 ) -> None:
     """Embed every tile of each slide with an encoder; tiles the slide first if needed."""
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.pipeline import stages
 
     try:

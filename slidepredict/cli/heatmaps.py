@@ -19,7 +19,7 @@ def heatmaps(
     **settings: Any,
 ) -> None:
     """Per-tile attention and class scores: tile-scores.csv, overlays, top tiles, GeoJSON and OME-TIFF for QuPath."""
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.pipeline import stages
 
     try:

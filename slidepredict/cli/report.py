@@ -18,7 +18,7 @@ def report(
     **settings: Any,
 ) -> None:
     """Write an HTML report: cohort, metrics with CIs, plots, predictions, heatmap thumbnails."""
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.pipeline import stages
 
     try:

@@ -20,7 +20,7 @@ def stats(
     **settings: Any,
 ) -> None:
     """AUROC/AUPRC with bootstrap CIs, thresholded metrics, calibration and ROC/PR plots."""
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.pipeline import stages
 
     try:

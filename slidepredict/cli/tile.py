@@ -19,7 +19,7 @@ def tile(
     **settings: Any,
 ) -> None:
     """Find tissue and write the level-0 coordinates of the kept tiles, one h5 per slide."""
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.pipeline import stages
 
     try:

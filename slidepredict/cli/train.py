@@ -15,7 +15,7 @@ OUT_HELP = "Output folder; each target gets <out>/<target>/."
 
 
 def _echo_lines(run: Any, **kwargs: Any) -> None:
-    from slidepredict.errors import SlidePredictError
+    from slidepredict.core.errors import SlidePredictError
 
     try:
         for line in run(**kwargs):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from slidepredict.config.models import RunConfig
 from slidepredict.core.settings import explain, submodel
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 
 RESOLVED_NAME = "config.resolved.yaml"
 
@@ -93,6 +93,6 @@ def to_yaml(cfg: RunConfig) -> str:
 
 def write_resolved(cfg: RunConfig, folder: str | os.PathLike[str]) -> Path:
     """Record exactly what ran next to its outputs."""
-    from slidepredict.atomic import write_text_atomic
+    from slidepredict.core.atomic import write_text_atomic
 
     return write_text_atomic(Path(folder) / RESOLVED_NAME, to_yaml(cfg))

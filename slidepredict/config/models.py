@@ -9,53 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from slidepredict.cohort.settings import CohortSettings
 from slidepredict.core.settings import Settings, setting
+from slidepredict.deploy.settings import DeploySettings
 from slidepredict.features.settings import ExtractSettings
 from slidepredict.heatmaps.settings import HeatmapSettings
 from slidepredict.report.settings import ReportSettings
 from slidepredict.stats.settings import StatsSettings
+from slidepredict.tiling.settings import TilingSettings
 from slidepredict.training.settings import TrainingSettings
-
-
-class CohortSettings(Settings):
-    """Where the slides and the tables of the training cohort are."""
-
-    slides_dir: Path = setting(description="Folder with the slides (searched recursively).", flag="--slides")
-    clini_table: Path | None = setting(
-        None, "Clinical table (CSV/XLSX): PATIENT plus one column per target.", flag="--clini")
-    slide_table: Path | None = setting(
-        None, "Slide table (CSV/XLSX): PATIENT, FILENAME (with or without extension).", flag="--slides-table")
-    patient_col: str = setting("PATIENT", "Patient ID column in both tables.")
-    filename_col: str = setting("FILENAME", "Slide file name column in the slide table.")
-    mpp: float | None = setting(None, "Microns per pixel for slides whose file lacks it (null: read from the file).", gt=0)
-
-
-class TilingSettings(Settings):
-    """Tissue detection and the tile grid."""
-
-    tile_um: float = setting(256.0, "Tile edge in microns.", gt=0)
-    tile_px: int | None = setting(
-        None, "Tile edge in pixels after resizing (null: the encoder's input size, 224 when tiling alone).", gt=0)
-    min_tissue: float = setting(0.5, "Keep tiles with at least this tissue fraction.", ge=0, le=1)
-    max_background: float = setting(
-        0.8, "Drop tiles whose pixels are mostly glass-coloured (e.g. filled lumen holes).", gt=0, le=1)
-    min_sharpness: float = setting(
-        0.03, "Drop blurred tiles: mean |Laplacian| of grey at 8 um/px (real tissue 0.06-0.15; 0: off).", ge=0)
-    qc: bool = setting(True, "Write a QC thumbnail per slide (mask outline + tile grid).")
-
-
-class DeploySettings(Settings):
-    """An external cohort to validate on (the fold ensemble, or the final model, is applied)."""
-
-    slides_dir: Path = setting(
-        description="Folder with the external cohort's slides.",
-        run_only="`run` tiles and embeds them into external/; by hand: `slidepredict extract SLIDES --out ...`")
-    clini_table: Path | None = setting(
-        None, "Clinical table of the external cohort (null: predictions only).", flag="--clini")
-    slide_table: Path | None = setting(None, "Slide table of the external cohort.", flag="--slides-table")
-    mpp: float | None = setting(
-        None, "MPP for external slides whose file lacks it.", gt=0,
-        run_only="`run` tiles the external slides with it; by hand: `slidepredict extract --mpp`")
 
 
 class RunConfig(Settings):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

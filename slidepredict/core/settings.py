@@ -59,12 +59,20 @@ def is_per_target(model: type[BaseModel], name: str) -> bool:
     return bool(field_extra(model, name).get("per_target"))
 
 
+# Registries settings may name: key -> (module, function listing the names); imported when a name is checked.
+REGISTRIES: dict[str, tuple[str, str]] = {
+    "encoders": ("slidepredict.features", "list_encoders"),
+    "mil": ("slidepredict.mil", "list_mil"),
+}
+
+
 def registered(registry: str, value: str) -> str:
     """Validator body for names that must exist in a registry (encoders, MIL heads); lists the known ones."""
-    from slidepredict.config.registries import known_names
+    import importlib
 
-    names = known_names(registry)
-    if names is not None and value not in names:
+    module, lister = REGISTRIES[registry]
+    names = sorted(getattr(importlib.import_module(module), lister)())
+    if value not in names:
         raise ValueError(f"must be one of {', '.join(names)}")
     return value
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from slidepredict.atomic import atomic_path
+from slidepredict.core.atomic import atomic_path
 
 H_OD = np.array([0.650, 0.704, 0.286])  # hematoxylin optical density per unit concentration (R, G, B)
 E_OD = np.array([0.072, 0.990, 0.105])  # eosin
@@ -48,7 +48,7 @@ class SyntheticSlide:
 
     def signal_fraction(self, coords: np.ndarray, tile_size_level0: int) -> np.ndarray:
         """Fraction of each tile (level-0 top-left ``coords``) inside the planted region."""
-        from slidepredict.tiling import tile_means
+        from slidepredict.tiling.grid import tile_means
 
         coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
         return tile_means(self.signal_mask, self.signal_scale, coords, int(tile_size_level0), full_area=True)
@@ -295,7 +295,7 @@ def make_cohort(
     Writes ``slides/``, ``clini.csv`` (PATIENT, target), ``slide.csv`` (PATIENT, FILENAME) and
     ``ground_truth.npz`` (one signal mask per slide stem, plus ``signal_scale``).
     """
-    from slidepredict.progress import track
+    from slidepredict.core.progress import track
 
     if n_patients < 2 or len(classes) != 2:
         raise ValueError("a cohort needs at least two patients and exactly two classes")

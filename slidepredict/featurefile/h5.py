@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from slidepredict._version import __version__
-from slidepredict.atomic import TMP_SUFFIX, atomic_path
+from slidepredict.core.atomic import TMP_SUFFIX, atomic_path
 from slidepredict.featurefile.layout import COORDS_DATASETS
 
 __all__ = [
@@ -182,7 +182,7 @@ def write_once(
 
     Checked again after taking the lock, so two jobs racing for one slide never both do it.
     """
-    from slidepredict.batch import BUSY, DONE, SKIPPED
+    from slidepredict.core.batch import BUSY, DONE, SKIPPED
 
     if is_complete(target, expected, datasets):
         return SKIPPED

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from slidepredict.errors import CohortError
+from slidepredict.core.errors import CohortError
 from slidepredict.layout import COORDS_SUBDIR
 from slidepredict.slide import Slide, slide_stem
-from slidepredict.units import um_to_level0
+from slidepredict.core.units import um_to_level0
 
 if TYPE_CHECKING:
-    from slidepredict.config.models import TilingSettings
+    from slidepredict.tiling.settings import TilingSettings
 
 COORDS = "coords"
 FEATURES = "features"  # ours, CLAM and TRIDENT

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from slidepredict.errors import FeatureFileError
+from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile.h5 import plain_attrs, read_attrs
 from slidepredict.featurefile.layout import COORDS, FEATURE_KEYS, STAMP_FEATURES
 from slidepredict.featurefile.spec import FeatureSpec, SlideFeatures

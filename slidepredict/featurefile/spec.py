@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from slidepredict.errors import CohortError, FeatureFileError
+from slidepredict.core.errors import CohortError, FeatureFileError
 
 log = logging.getLogger(__name__)
 

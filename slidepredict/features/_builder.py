@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 from slidepredict.features import stain_texture_spec
 from slidepredict.features._registry import EncoderConfig, get_encoder
 from slidepredict.features._weights import ResolvedWeights, load_state_dict, resolve_weights

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 from slidepredict.core.registry import Registry
 
 log = logging.getLogger("slidepredict")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slidepredict.digest import file_sha256
-from slidepredict.errors import ConfigError, SlidePredictError
+from slidepredict.core.digest import file_sha256
+from slidepredict.core.errors import ConfigError, SlidePredictError
 from slidepredict.features._registry import EncoderConfig
 
 LOCAL_DIR = "local-dir:"

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from slidepredict import batch
-from slidepredict.errors import ConfigError, SlidePredictError
+from slidepredict.core import batch
+from slidepredict.core.errors import ConfigError, SlidePredictError
 from slidepredict.features._builder import Encoder, load_encoder
 from slidepredict.features.stain_norm import make_stain_normalizer
 from slidepredict.core.device import resolve_device
@@ -39,8 +39,9 @@ from slidepredict.featurefile import (
 )
 from slidepredict.features.settings import ExtractSettings
 from slidepredict.slide import Slide, open_slide
-from slidepredict.tiling import TilingSettings, resolve_tile_px, tile_slide
-from slidepredict.units import Microns, SlidePixels, TilePixels
+from slidepredict.tiling.grid import resolve_tile_px, tile_slide
+from slidepredict.tiling.settings import TilingSettings
+from slidepredict.core.units import Microns, SlidePixels, TilePixels
 
 log = logging.getLogger("slidepredict")
 

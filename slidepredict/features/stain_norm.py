@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 
 IO = 240.0  # transmitted light intensity (bright background)
 BETA = 0.15  # optical density below which a pixel is treated as background

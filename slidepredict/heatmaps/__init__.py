@@ -8,7 +8,7 @@ a ``<slide>_tiles.png`` contact sheet, and ``<slide>_probability.ome.tif``.
 from slidepredict.core.lazy import lazy_exports
 
 _API = {
-    **dict.fromkeys(("HeatmapRun", "heatmap_slide", "heatmaps", "run_heatmaps", "select_slides"), "slidepredict.heatmaps.api"),
+    **dict.fromkeys(("HeatmapRun", "heatmap_slide", "run_heatmaps", "select_slides"), "slidepredict.heatmaps.api"),
     **dict.fromkeys(("TileScores", "rank_normalise", "score_slide"), "slidepredict.heatmaps.scores"),
     "HeatmapSettings": "slidepredict.heatmaps.settings",
 }

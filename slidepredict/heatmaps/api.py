@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from slidepredict import batch
-from slidepredict.digest import file_sha256
-from slidepredict.errors import MPPError, SlidePredictError
+from slidepredict.core import batch
+from slidepredict.core.digest import file_sha256
+from slidepredict.core.errors import MPPError, SlidePredictError
 from slidepredict.featurefile import read_features, slide_h5_path
 from slidepredict.heatmaps.overlay import map_scale, write_overlays
 from slidepredict.heatmaps.patients import PatientPrediction, patient_predictions

@@ -8,21 +8,16 @@ Tissue-only: pixels no tile covers stay transparent, so background never gets a 
 from __future__ import annotations
 
 import math
-import re
+
 from pathlib import Path
 
 import numpy as np
 
+from slidepredict.core.names import safe_name
 from slidepredict.heatmaps.scores import ATTENTION, TileScores
 
 CMAPS = {"class": "viridis", ATTENTION: "inferno"}  # perceptually uniform, readable in greyscale print
 ALPHA = 0.6
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-
-
-def safe_name(label: str) -> str:
-    """A class name as it may appear in a file name (``MSI-H`` stays, ``wt/mut`` -> ``wt_mut``)."""
-    return _UNSAFE.sub("_", str(label)).strip("_") or "class"
 
 
 def tile_index_map(coords: np.ndarray, size0: int, scale: float, shape: tuple[int, int]) -> np.ndarray:

@@ -30,7 +30,7 @@ def patient_predictions(
     filename_col: str = "FILENAME",
 ) -> dict[str, PatientPrediction]:
     """Feature-file stem -> its patient's prediction, for the patients owning one of ``stems``."""
-    from slidepredict.cohort import build_cohort
+    from slidepredict.cohort.build import build_cohort
 
     cohort = build_cohort(features_dir, slide_table=slide_table, patient_col=patient_col, filename_col=filename_col)
     wanted = set(stems)

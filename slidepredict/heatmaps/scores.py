@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from slidepredict.errors import FeatureFileError
+from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile import FeatureBag
 from slidepredict.training.predict import LoadedModel, predict_bag
 

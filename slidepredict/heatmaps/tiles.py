@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slidepredict.heatmaps.overlay import safe_name
+from slidepredict.core.names import safe_name
 from slidepredict.heatmaps.scores import TileScores
 from slidepredict.slide import Slide
-from slidepredict.units import Microns, SlidePixels, TilePixels
+from slidepredict.core.units import Microns, SlidePixels, TilePixels
 
 TILE_DIR = "tiles"
 SHEET_PX = 160  # tile edge on the contact sheet

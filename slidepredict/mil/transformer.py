@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 from slidepredict.mil._base import MILHead, MILOutput, masked_softmax
 from slidepredict.mil._registry import register_mil
 

@@ -17,7 +17,7 @@ from typing import Any
 from slidepredict.config import RunConfig, write_resolved
 from slidepredict.config.commands import resolve
 from slidepredict.core.registry import Registry
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.layout import LOG_FILE, RunLayout
 from slidepredict.pipeline import stages
 
@@ -137,8 +137,8 @@ def _report(ctx: RunContext) -> str | None:
 
 def run_workflow(cfg: RunConfig, only: list[str] | None = None) -> RunContext:
     """Run the stages (all, or those named in ``only``) and record the resolved config and a log."""
-    from slidepredict.batch import check_writable
-    from slidepredict.progress import add_logfile
+    from slidepredict.core.batch import check_writable
+    from slidepredict.core.progress import add_logfile
 
     unknown = sorted(set(only or []) - set(STAGES))
     if unknown:

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 from slidepredict.core.settings import for_target
 
 if TYPE_CHECKING:
-    from slidepredict.batch import BatchResult
-    from slidepredict.config.models import CohortSettings, DeploySettings, TilingSettings
-    from slidepredict.deploy import DeployResult
+    from slidepredict.core.batch import BatchResult
+    from slidepredict.cohort.settings import CohortSettings
+    from slidepredict.deploy.settings import DeploySettings
+    from slidepredict.tiling.settings import TilingSettings
+    from slidepredict.deploy.ensemble import DeployResult
     from slidepredict.features.settings import ExtractSettings
     from slidepredict.heatmaps.api import HeatmapRun
     from slidepredict.heatmaps.settings import HeatmapSettings
@@ -27,10 +29,10 @@ if TYPE_CHECKING:
 def tile(slides: list[Path], out: Path, cohort: CohortSettings, tiling: TilingSettings, extract: ExtractSettings,
          shard: str | None = None) -> BatchResult:
     """Tissue detection and tile coordinates; ``tile_px: null`` follows the configured encoder."""
-    from slidepredict.batch import select_shard
+    from slidepredict.core.batch import select_shard
     from slidepredict.features import get_encoder
     from slidepredict.slide import find_slides
-    from slidepredict.tiling import resolve_tile_px, tile_many
+    from slidepredict.tiling.grid import resolve_tile_px, tile_many
 
     paths = select_shard(find_slides(slides, required=True), shard)
     return tile_many(paths, out, resolve_tile_px(tiling, get_encoder(extract.encoder).input_px), mpp=cohort.mpp)
@@ -62,7 +64,7 @@ def train(features: Path, out: Path, cohort: CohortSettings, training: TrainingS
 def deploy(model: list[Path], features: Path, out: Path, cohort: CohortSettings, deploy: DeploySettings,
            training: TrainingSettings, stats: StatsSettings, target: str | None = None) -> DeployResult:
     """Apply one model or a fold ensemble to a cohort; statistics when it has labels."""
-    from slidepredict.deploy import deploy as run_deploy
+    from slidepredict.deploy.ensemble import deploy as run_deploy
 
     return run_deploy(
         model, features, out, clini=deploy.clini_table, slide_table=deploy.slide_table, target=target,

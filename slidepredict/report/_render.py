@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from slidepredict._version import __version__
-from slidepredict.atomic import write_text_atomic
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.atomic import write_text_atomic
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.report._sections import SECTIONS, Section
 
 from slidepredict.layout import REPORT_FILE as REPORT_NAME

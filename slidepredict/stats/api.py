@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slidepredict.batch import check_writable
+from slidepredict.core.batch import check_writable
 from slidepredict.core.settings import for_target
 from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
 from slidepredict.stats.plots import plot_target
-from slidepredict.stats.tables import Predictions, PredictionsError, load_all, safe_name
+from slidepredict.core.names import safe_name
+from slidepredict.stats.predictions import Predictions, PredictionsError, load_all
 
 log = logging.getLogger(__name__)
 

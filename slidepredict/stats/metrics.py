@@ -26,8 +26,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from slidepredict.progress import track
-from slidepredict.stats.tables import Predictions
+from slidepredict.core.progress import track
+from slidepredict.stats.predictions import Predictions
 
 log = logging.getLogger(__name__)
 

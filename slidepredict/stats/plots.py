@@ -20,7 +20,8 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from slidepredict.stats.metrics import MACRO, format_value
-from slidepredict.stats.tables import Predictions, safe_name
+from slidepredict.core.names import safe_name
+from slidepredict.stats.predictions import Predictions
 
 FORMATS = ("svg", "png")
 Curve = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]

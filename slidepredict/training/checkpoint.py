@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from slidepredict.atomic import atomic_path
+from slidepredict.core.atomic import atomic_path
 from slidepredict._version import __version__
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.featurefile import FeatureSpec
 
 CHECKPOINT_FORMAT = 1

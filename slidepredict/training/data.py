@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from slidepredict.cohort import Cohort
+from slidepredict.cohort.build import Cohort
 
 
 @dataclass

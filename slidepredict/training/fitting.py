@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from slidepredict.cohort import Cohort
-from slidepredict.errors import CohortError
+from slidepredict.cohort.build import Cohort
+from slidepredict.core.errors import CohortError
 from slidepredict.training.checkpoint import ModelMeta, save_checkpoint
 from slidepredict.training.predict import LoadedModel, load_model
 from slidepredict.training.settings import TrainSettings
@@ -87,7 +87,7 @@ def fit(
     from lightning.pytorch.callbacks import EarlyStopping
 
     from slidepredict.core.device import resolve_device
-    from slidepredict.progress import is_quiet
+    from slidepredict.core.progress import is_quiet
     from slidepredict.training.data import bag_loader
     from slidepredict.training.module import KeepBest, LitMIL
 

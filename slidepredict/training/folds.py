@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from slidepredict.atomic import write_text_atomic
-from slidepredict.cohort import Cohort
-from slidepredict.errors import CohortError, ConfigError
+from slidepredict.core.atomic import write_text_atomic
+from slidepredict.cohort.build import Cohort
+from slidepredict.core.errors import CohortError, ConfigError
 from slidepredict.layout import COHORT_FILE, MODEL_FILE, PREDS_FILE, SPLITS_FILE, TRAIN_CONFIG_FILE, fold_dir
 from slidepredict.training.fitting import check_trainable, fit
 from slidepredict.training.predict import predict_cohort

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidepredict.cohort import Cohort
-from slidepredict.errors import FeatureFileError
+from slidepredict.cohort.build import Cohort
+from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile import FeatureSpec, check_model_features
 from slidepredict.mil import MILHead, create_mil
-from slidepredict.progress import track
+from slidepredict.core.progress import track
 from slidepredict.training.checkpoint import ModelMeta, load_checkpoint
 from slidepredict.training.data import bag_loader
 

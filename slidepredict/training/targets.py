@@ -10,15 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slidepredict.cohort import build_cohort
+from slidepredict.cohort.build import build_cohort
 from slidepredict.core.settings import ALL_TARGETS, for_target
-from slidepredict.errors import ConfigError
+from slidepredict.core.errors import ConfigError
 from slidepredict.layout import PREDS_FILE, fold_dir
 from slidepredict.training.folds import crossval, pooled_auroc, train_final
 from slidepredict.training.settings import TrainingSettings
 
 if TYPE_CHECKING:
-    from slidepredict.config.models import CohortSettings
+    from slidepredict.cohort.settings import CohortSettings
 
 MODES = ("crossval", "train")
 

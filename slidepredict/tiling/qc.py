@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from slidepredict.atomic import atomic_path
+from slidepredict.core.atomic import atomic_path
 from slidepredict.slide import slide_stem
-from slidepredict.tissue import TissueMask
+from slidepredict.tiling.tissue import TissueMask
 
 OUTLINE_RGB = (0, 200, 0)
 TILE_RGB = (30, 90, 255)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from slidepredict.errors import CohortError
+from slidepredict.core.errors import CohortError
 
 
 def read_table(path: str | os.PathLike[str]) -> Any:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slidepredict.errors import SlidePredictError
+from slidepredict.core.errors import SlidePredictError
+from slidepredict.core.names import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +209,6 @@ def read_predictions(path: Path, label: str) -> list[Predictions]:
     return groups
 
 
-def safe_name(name: str) -> str:
-    """A target or group name usable in a file name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "preds"
-
-
 def file_labels(paths: list[Path]) -> list[str]:
     """Short unique names for the files: `fold-0` for `run/fold-0/patient-preds.csv`."""
     parts = [p.resolve().with_suffix("").parts for p in paths]
@@ -224,7 +220,7 @@ def file_labels(paths: list[Path]) -> list[str]:
     rel = [list(q[common:]) for q in parts]
     if len({r[-1] for r in rel}) == 1 and all(len(r) > 1 for r in rel):
         rel = [r[:-1] for r in rel]
-    labels = [safe_name("-".join(r)) for r in rel]
+    labels = [safe_name("-".join(r), "preds") for r in rel]
     if len(set(labels)) < len(labels):
         labels = [f"{i}-{lab}" for i, lab in enumerate(labels)]
     return labels

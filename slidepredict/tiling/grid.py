@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from slidepredict import batch
-from slidepredict.config.models import TilingSettings
-from slidepredict.errors import NoTissueError
+from slidepredict.core import batch
+from slidepredict.tiling.settings import TilingSettings
+from slidepredict.core.errors import NoTissueError
 from slidepredict.featurefile import (
     COORDS,
     COORDS_DATASETS,
@@ -29,8 +29,8 @@ from slidepredict.featurefile import (
     write_once,
 )
 from slidepredict.slide import Slide, open_slide
-from slidepredict.tissue import MODALITIES, TissueMask, TissueParams, rgb_to_hsv, tissue_mask
-from slidepredict.units import um_to_level0
+from slidepredict.tiling.tissue import MODALITIES, TissueMask, TissueParams, rgb_to_hsv, tissue_mask
+from slidepredict.core.units import um_to_level0
 
 TISSUE = TissueParams()  # tissue detection settings (not user settings yet; part of every tiling file's fingerprint)
 BLUR_UM_PER_PX = 8.0  # sharpness is measured at one fixed resolution so its threshold means the same everywhere
@@ -158,7 +158,7 @@ def tile_slide(
             plan = _plan(slide, params)
             write_h5_atomic(target, {COORDS: plan.coords}, attrs, dataset_attrs={COORDS: clam_coords_attrs(attrs, slide)})
             if params.qc:
-                from slidepredict.qc import qc_path, write_qc_image
+                from slidepredict.tiling.qc import qc_path, write_qc_image
 
                 write_qc_image(qc_path(out_dir, slide_path), plan.tissue, plan.coords, plan.size_level0)
 

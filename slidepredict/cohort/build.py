@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from slidepredict.errors import CohortError
+from slidepredict.core.errors import CohortError
 from slidepredict.featurefile import (
     FeatureSpec,
     SlideFeatures,
@@ -26,7 +26,7 @@ from slidepredict.featurefile import (
     read_bag_rows,
 )
 from slidepredict.slide import slide_stem
-from slidepredict.tables import read_table, require_columns
+from slidepredict.cohort.tables import read_table, require_columns
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from slidepredict.cohort import Cohort, build_cohort
-from slidepredict.errors import ConfigError, SlidePredictError
+from slidepredict.cohort.build import Cohort, build_cohort
+from slidepredict.core.errors import ConfigError, SlidePredictError
 from slidepredict.training.checkpoint import CheckpointError
-from slidepredict.atomic import write_text_atomic
+from slidepredict.core.atomic import write_text_atomic
 from slidepredict.layout import MODEL_FILE, PREDS_FILE
 from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
 
@@ -89,7 +89,7 @@ def _fold_number(name: str) -> tuple[int, str]:
 
 def member_names(paths: Sequence[Path]) -> list[str]:
     """Folder-safe unique names: ``fold-0`` for ``cv/fold-0/model.ckpt``, the file stem otherwise."""
-    from slidepredict.stats.tables import safe_name
+    from slidepredict.core.names import safe_name
 
     names = [safe_name(p.parent.name if p.name == MODEL_FILE else p.stem) for p in paths]
     clash = {n for n in names if names.count(n) > 1 or n == STATS_DIR}
@@ -173,7 +173,7 @@ def _run_stats(preds: Path, out_dir: Path, n_bootstrap: int, seed: int, ci: floa
                positive: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """Statistics of the ensembled predictions; a cohort they cannot be computed for keeps its predictions."""
     from slidepredict.stats import compute_stats
-    from slidepredict.stats.tables import PredictionsError
+    from slidepredict.stats.predictions import PredictionsError
 
     try:
         result = compute_stats([preds], out_dir, n_bootstrap=n_bootstrap, seed=seed, ci=ci, positive=positive)
@@ -204,7 +204,7 @@ def deploy(
     Without a clinical table every patient of the slide table (or every feature file) is predicted.
     ``positive`` is the class statistics headline for a binary target (default: the rarer class).
     """
-    from slidepredict.batch import check_writable
+    from slidepredict.core.batch import check_writable
 
     members = load_members(models, device)
     categories = members[0].loaded.meta.categories

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from slidepredict.errors import SlidePredictError
-from slidepredict.progress import track
+from slidepredict.core.errors import SlidePredictError
+from slidepredict.core.progress import track
 
 log = logging.getLogger("slidepredict")
 T = TypeVar("T")
