@@ -20,7 +20,7 @@ REPORT_FILE = "report.html"
 LOG_FILE = "run.log"
 
 
-def fold_dir(root: Path, k: int) -> Path:
+def fold_dir(root: Path, k: int | str) -> Path:
     """``<root>/fold-<k>``: one cross-validation fold's model and test predictions."""
     return root / f"{FOLD_PREFIX}{k}"
 
@@ -51,17 +51,25 @@ class RunLayout:
     def report(self) -> Path:
         return self.root / REPORT_FILE
 
-    def crossval(self, target: str) -> Path:
-        return self.root / "crossval" / target
+    @property
+    def crossval_root(self) -> Path:
+        return self.root / "crossval"
 
-    def fold_model(self, target: str, k: int) -> Path:
+    @property
+    def train_root(self) -> Path:
+        return self.root / "train"
+
+    def crossval(self, target: str) -> Path:
+        return self.crossval_root / target
+
+    def fold_model(self, target: str, k: int | str) -> Path:
         return fold_dir(self.crossval(target), k) / MODEL_FILE
 
     def crossval_preds(self, target: str) -> Path:
         return self.crossval(target) / PREDS_FILE
 
     def train(self, target: str) -> Path:
-        return self.root / "train" / target
+        return self.train_root / target
 
     def final_model(self, target: str) -> Path:
         return self.train(target) / MODEL_FILE

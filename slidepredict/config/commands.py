@@ -108,12 +108,12 @@ def _extract(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str,
 
 @_register("crossval", _TABLES, Uses("training"))
 def _crossval(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
-    return {"features": layout.features, "out": layout.root / "crossval"}
+    return {"features": layout.features, "out": layout.crossval_root}
 
 
 @_register("train", _TABLES, Uses("training", skip=("folds",)))
 def _train(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
-    return {"features": layout.features, "out": layout.root / "train"}
+    return {"features": layout.features, "out": layout.train_root}
 
 
 def trained_models(cfg: RunConfig, layout: RunLayout, target: str) -> Path:

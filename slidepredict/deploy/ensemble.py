@@ -22,7 +22,7 @@ from slidepredict.cohort.build import Cohort, build_cohort
 from slidepredict.core.errors import ConfigError, SlidePredictError
 from slidepredict.training.checkpoint import CheckpointError
 from slidepredict.core.atomic import write_text_atomic
-from slidepredict.layout import MODEL_FILE, PREDS_FILE
+from slidepredict.layout import FOLD_PREFIX, MODEL_FILE, PREDS_FILE
 from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def expand_models(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         if not path.is_dir():
             out.append(path)  # a missing file is reported by load_checkpoint with its path
             continue
-        folds = sorted(path.glob(f"fold-*/{MODEL_FILE}"), key=lambda p: _fold_number(p.parent.name))
+        folds = sorted(path.glob(f"{FOLD_PREFIX}*/{MODEL_FILE}"), key=lambda p: _fold_number(p.parent.name))
         found = folds or ([path / MODEL_FILE] if (path / MODEL_FILE).is_file() else [])
         if not found:
             raise CheckpointError(

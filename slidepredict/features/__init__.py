@@ -4,7 +4,7 @@ Public API::
 
     list_encoders(), get_encoder(name), register_encoder   # the registry
     load_encoder(name, weights=None, device="cpu")          # a ready nn.Module + provenance
-    extract(slides, out_dir, encoder, ...)                  # one h5 per slide (DESIGN.md §3)
+    extract(slides, out_dir, settings, ...)                 # one h5 per slide (docs/formats.md)
 
 Submodules import torch lazily enough that ``list_encoders`` stays cheap.
 """

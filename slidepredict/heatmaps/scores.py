@@ -52,7 +52,7 @@ class TileScores:
         return out
 
     def columns(self) -> dict[str, np.ndarray]:
-        """The ``tile-scores.csv`` columns (DESIGN.md §3), in order; GeoJSON measurements reuse the names."""
+        """The ``tile-scores.csv`` columns (docs/formats.md), in order; GeoJSON measurements reuse the names."""
         n = len(self.coords)
         cols: dict[str, np.ndarray] = {
             "x": self.coords[:, 0], "y": self.coords[:, 1],

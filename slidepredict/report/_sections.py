@@ -17,6 +17,7 @@ from typing import Any
 from markupsafe import Markup
 
 from slidepredict.core.registry import Registry
+from slidepredict.layout import COHORT_FILE, FOLD_PREFIX, PREDS_FILE
 
 MAX_PRED_ROWS = 500
 
@@ -78,7 +79,7 @@ def config_section(run_dir: Path, env: Any) -> Section | None:
 
 @register_section("cohort")
 def cohort_section(run_dir: Path, env: Any) -> Section | None:
-    files = _files(run_dir, "cohort.json")
+    files = _files(run_dir, COHORT_FILE)
     if not files:
         return None
     blocks = []
@@ -148,7 +149,7 @@ def metrics_section(run_dir: Path, env: Any) -> Section | None:
 def predictions_section(run_dir: Path, env: Any) -> Section | None:
     import pandas as pd
 
-    files = [f for f in _files(run_dir, "patient-preds.csv") if "fold-" not in f.parent.name]
+    files = [f for f in _files(run_dir, PREDS_FILE) if FOLD_PREFIX not in f.parent.name]
     if not files:
         return None
     tables = []

@@ -1,4 +1,4 @@
-"""Read and validate `patient-preds.csv` files (DESIGN.md §3) before any statistic is computed.
+"""Read and validate `patient-preds.csv` files (docs/formats.md) before any statistic is computed.
 
 Every check here runs before a single output is written, so a bad file never leaves
 half a results folder behind. Messages name the file and say how to fix it.

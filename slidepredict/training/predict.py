@@ -73,7 +73,7 @@ def predict_bag(
 
 def predictions_frame(patients: list[str], probs: np.ndarray, categories: list[str], target: str,
                       truth: list[str] | None) -> Any:
-    """The ``patient-preds.csv`` layout of DESIGN.md §3 (the fold column is added by crossval)."""
+    """The ``patient-preds.csv`` layout of docs/formats.md (the fold column is added by crossval)."""
     import pandas as pd
 
     df = pd.DataFrame({"PATIENT": patients})
