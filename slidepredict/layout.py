@@ -6,7 +6,7 @@ report all read these names from here, so a file is named in exactly one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MODEL_FILE = "model.ckpt"  # a trained MIL head (one per fold, or the final model)
@@ -25,39 +25,32 @@ def fold_dir(root: Path, k: int | str) -> Path:
     return root / f"{FOLD_PREFIX}{k}"
 
 
+# Folders of a run below its output_dir; RunLayout exposes each as an attribute of that name.
+FOLDERS = {
+    "tiles": "tiles", "features": "features", "external_tiles": "external/tiles",
+    "external_features": "external/features", "crossval_root": "crossval", "train_root": "train",
+}
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """The folders of one run, relative to its ``output_dir``."""
 
     root: Path
+    tiles: Path = field(init=False)
+    features: Path = field(init=False)
+    external_tiles: Path = field(init=False)
+    external_features: Path = field(init=False)
+    crossval_root: Path = field(init=False)
+    train_root: Path = field(init=False)
 
-    @property
-    def tiles(self) -> Path:
-        return self.root / "tiles"
-
-    @property
-    def features(self) -> Path:
-        return self.root / "features"
-
-    @property
-    def external_tiles(self) -> Path:
-        return self.root / "external" / "tiles"
-
-    @property
-    def external_features(self) -> Path:
-        return self.root / "external" / "features"
+    def __post_init__(self) -> None:
+        for name, rel in FOLDERS.items():
+            object.__setattr__(self, name, self.root / rel)
 
     @property
     def report(self) -> Path:
         return self.root / REPORT_FILE
-
-    @property
-    def crossval_root(self) -> Path:
-        return self.root / "crossval"
-
-    @property
-    def train_root(self) -> Path:
-        return self.root / "train"
 
     def crossval(self, target: str) -> Path:
         return self.crossval_root / target

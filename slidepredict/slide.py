@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,17 +57,6 @@ def find_slides(inputs: list[str | os.PathLike[str]], required: bool = False) ->
         where = ", ".join(str(i) for i in inputs) or "(no inputs given)"
         raise SlideError(f"no slides found in {where} (looked for {' '.join(SLIDE_EXTENSIONS)})")
     return list(found)
-
-
-class Backend(Protocol):
-    """What a reader library must provide; level coordinates are level-0 pixels."""
-
-    level_dimensions: list[tuple[int, int]]
-    level_downsamples: list[float]
-
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray: ...
-    def mpp_candidates(self) -> list[tuple[str, float | None]]: ...
-    def close(self) -> None: ...
 
 
 def _mpp_from_resolution(value: float | None, unit: str | None) -> float | None:

@@ -221,7 +221,7 @@ def test_reads_marugoto_files_without_coords(data_dir):
     bag = featurefile.read_features(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5")
     assert bag.layout == "clam" and bag.features.shape == (180, 512)
     assert bag.coords is None  # tile names like 0_0_0_506.jpg carry no level-0 position
-    assert featurefile.feature_dim(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5") == 512
+    assert featurefile.probe_feature_file(data_dir / "features" / "TCGA-3X-AAVA-01Z-00-DX1" / "features.h5").spec.dim == 512
 
 
 def test_reads_clam_files(tmp_path):

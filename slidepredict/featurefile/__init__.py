@@ -41,7 +41,6 @@ from slidepredict.featurefile.layout import (
 from slidepredict.featurefile.read import (
     FeatureBag,
     feature_dataset,
-    feature_dim,
     load_coords,
     open_h5,
     probe_feature_file,
@@ -63,7 +62,7 @@ __all__ = [
     "FEATURE_KEYS", "LOCK_SUFFIX", "STAMP_FEATURES", "STAMP_FILE_STEM", "TILE_ATTRS", "TMP_SUFFIX", "UNKNOWN",
     "FeatureBag", "FeatureSpec", "SlideFeatures", "check_model_features", "clam_coords_attrs", "clean_partials",
     "common_spec", "coords_attrs", "coords_digest", "default_coords_dir", "feature_attrs", "feature_dataset",
-    "feature_dim", "index_feature_files", "is_complete", "is_known", "load_coords", "open_h5", "plain_attrs",
+    "index_feature_files", "is_complete", "is_known", "load_coords", "open_h5", "plain_attrs",
     "probe_feature_file", "read_attrs", "read_bag_rows", "read_features", "slide_h5_path", "slide_lock",
     "write_h5_atomic", "write_once",
 ]

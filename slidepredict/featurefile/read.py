@@ -149,11 +149,6 @@ def probe_feature_file(path: Path) -> SlideFeatures:
     return SlideFeatures(path, int(n), FeatureSpec.from_attrs(attrs, dim))
 
 
-def feature_dim(path: str | os.PathLike[str]) -> int:
-    """Embedding size without loading the features (for checks across a cohort)."""
-    return probe_feature_file(Path(path)).spec.dim
-
-
 def load_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Coordinates (int64 (N, 2)) and attributes of a complete tiling file."""
     import h5py

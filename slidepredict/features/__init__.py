@@ -11,8 +11,9 @@ Submodules import torch lazily enough that ``list_encoders`` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from slidepredict.core.lazy import lazy_exports
 from slidepredict.features._registry import EncoderConfig, get_encoder, list_encoders, register_encoder
 from slidepredict.features._weights import MissingWeightsError, resolve_weights, weight_status
 
@@ -21,22 +22,11 @@ if TYPE_CHECKING:  # heavy (torch): imported on first use below
     from slidepredict.features.extraction import extract, extract_slide
     from slidepredict.features.settings import ExtractSettings
 
-_LAZY = {
-    "Encoder": "slidepredict.features._builder",
-    "load_encoder": "slidepredict.features._builder",
+__getattr__ = lazy_exports(__name__, {
+    **dict.fromkeys(("Encoder", "load_encoder"), "slidepredict.features._builder"),
+    **dict.fromkeys(("extract", "extract_slide"), "slidepredict.features.extraction"),
     "ExtractSettings": "slidepredict.features.settings",
-    "extract": "slidepredict.features.extraction",
-    "extract_slide": "slidepredict.features.extraction",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
-
+})
 
 __all__ = [
     "Encoder", "EncoderConfig", "ExtractSettings", "MissingWeightsError", "extract", "extract_slide",

@@ -9,22 +9,14 @@ is imported by the first ``create_mil`` that needs it; ``MILHead``, ``MILOutput`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from slidepredict.core.lazy import lazy_exports
 from slidepredict.mil._registry import create_mil, list_mil, register_mil
 
 if TYPE_CHECKING:  # heavy (torch): imported on first use below
     from slidepredict.mil._base import MILHead, MILOutput, masked_softmax
 
-_LAZY = {"MILHead", "MILOutput", "masked_softmax"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from slidepredict.mil import _base
-
-        return getattr(_base, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_exports(__name__, dict.fromkeys(("MILHead", "MILOutput", "masked_softmax"), "slidepredict.mil._base"))
 
 __all__ = ["MILHead", "MILOutput", "create_mil", "list_mil", "masked_softmax", "register_mil"]

@@ -21,14 +21,17 @@ class TrainSettings(Settings):
     model_hparams: dict[str, Any] = setting(
         default_factory=dict, flag="--model-hparam",
         description="Head options, e.g. {hidden: 128}; on the command line KEY=VALUE, repeatable.")
+    # how patients are sampled and for how long
     bag_size: int = setting(512, "Tiles sampled per patient in each training step.", gt=0)
     batch_size: int = setting(16, "Patients per training step.", gt=0)
     epochs: int = setting(32, "Maximum epochs (early stopping on an inner validation split).", gt=0)
     patience: int = setting(8, "Epochs without validation improvement before stopping.", gt=0)
+    # the optimiser and the inner validation split
     lr: float = setting(1e-4, "Peak learning rate (AdamW).", gt=0)
     weight_decay: float = setting(1e-2, "AdamW weight decay.", ge=0)
     val_fraction: float = setting(0.2, "Share of the training patients held out for early stopping.", gt=0, lt=1)
     seed: int = setting(0, "Seed for splits, sampling and initialisation.")
+    # where it runs (RUNTIME_FIELDS: a rerun may change these)
     workers: int = setting(0, "DataLoader worker processes reading h5 files.", ge=0)
     device: Device = setting("auto", "Where MIL heads train and predict (auto: a CUDA GPU when there is one).")
 
