@@ -204,6 +204,10 @@ def test_flags_override_the_config_one_by_one(tmp_path: Path, recorded: list) ->
         (["train", "--features", "f", "--out", "o", "-t", "MSI", "--model", "clam"],
          "'--model' must be one of attention, mean, tile-vote, transformer (got 'clam')"),
         (["stats", "p.csv", "--out", "o", "--ci", "1.5"], "'--ci': Input should be less than 1 (got 1.5)"),
+        (["train", "--features", "f", "--out", "o", "-t", "MSI", "--model-hparam", "hidden"],
+         "--model-hparam expects KEY=VALUE (got 'hidden')"),
+        (["heatmaps", "--model", "m.ckpt", "--features", "f", "--out", "o"],
+         "Missing option '--slides' (or set cohort.slides_dir in a --config file)"),
         (["extract", "s.svs", "--out", "o", "--encoder", "UNI"], "'--encoder' must be one of "),
     ],
 )

@@ -96,7 +96,10 @@ def _flag_value(model: type[BaseModel], name: str, value: Any, current: Any) -> 
     if typing.get_origin(model.model_fields[name].annotation) is dict:
         import yaml
 
-        pairs = dict(item.split("=", 1) if "=" in item else (item, "") for item in value)
+        bad = [item for item in value if "=" not in item]
+        if bad:
+            raise ValueError(f"expects KEY=VALUE (got {bad[0]!r})")
+        pairs = dict(item.split("=", 1) for item in value)
         return {**(current or {}), **{k: yaml.safe_load(v) for k, v in pairs.items()}}  # safe: data only
     return value
 
@@ -111,6 +114,8 @@ def _apply(obj: BaseModel, use: Uses, values: dict[str, Any], given: set[str]) -
                 setattr(obj, name, _flag_value(use.model, name, value, getattr(obj, name, None)))
             except ValidationError as exc:
                 fail(explain(flag, exc.errors()[0]))
+            except ValueError as exc:
+                fail(f"{flag} {exc}")
         elif use.model.model_fields[name].is_required() and name not in obj.__dict__:
             flag = str(flag_name(use.model, name))
             fail(f"Missing option '{flag}' (or set {use.section}.{name} in a --config file)")
