@@ -65,6 +65,11 @@ def _files(run_dir: Path, pattern: str) -> list[Path]:
     return sorted(p for p in run_dir.rglob(pattern) if p.is_file() and ".partial" not in p.name)
 
 
+def _rendered(env: Any, key: str, title: str, template: str, **context: Any) -> Section:
+    """A section whose body is one template rendered with ``context`` (autoescaped)."""
+    return Section(key, title, Markup(env.get_template(template).render(**context)))
+
+
 @register_section("config")
 def config_section(run_dir: Path, env: Any) -> Section | None:
     cfgs = _files(run_dir, "config.resolved.yaml") or _files(run_dir, "config.yaml")
@@ -86,8 +91,7 @@ def cohort_section(run_dir: Path, env: Any) -> Section | None:
     for f in files:
         data = json.loads(f.read_text())
         blocks.append({"where": _rel(f.parent, run_dir), "data": data})
-    html = env.get_template("cohort.html").render(blocks=blocks)
-    return Section("cohort", "Cohort", Markup(html))
+    return _rendered(env, "cohort", "Cohort", "cohort.html", blocks=blocks)
 
 
 def _fmt_ci(value: float, low: float, high: float) -> str:
@@ -141,8 +145,7 @@ def metrics_section(run_dir: Path, env: Any) -> Section | None:
         for f in files
         for p in sorted(f.parent.glob("*.png"))
     ]
-    html = env.get_template("metrics.html").render(tables=tables, plots=plots)
-    return Section("metrics", "Performance", Markup(html))
+    return _rendered(env, "metrics", "Performance", "metrics.html", tables=tables, plots=plots)
 
 
 @register_section("predictions")
@@ -161,8 +164,7 @@ def predictions_section(run_dir: Path, env: Any) -> Section | None:
             "rows": df.head(MAX_PRED_ROWS).round(3).astype(str).values.tolist(),
             "more": max(0, len(df) - MAX_PRED_ROWS),
         })
-    html = env.get_template("predictions.html").render(tables=tables)
-    return Section("predictions", "Patient predictions", Markup(html))
+    return _rendered(env, "predictions", "Patient predictions", "predictions.html", tables=tables)
 
 
 @register_section("heatmaps")
@@ -179,8 +181,7 @@ def heatmaps_section(run_dir: Path, env: Any) -> Section | None:
             "uri": image_data_uri(p, THUMB_PX),
             "geojson": [_rel(g, run_dir) for g in geo],
         })
-    html = env.get_template("heatmaps.html").render(items=items)
-    return Section("heatmaps", "Heatmaps", Markup(html))
+    return _rendered(env, "heatmaps", "Heatmaps", "heatmaps.html", items=items)
 
 
 @register_section("qc")
@@ -189,5 +190,4 @@ def qc_section(run_dir: Path, env: Any) -> Section | None:
     if not pngs:
         return None
     items = [{"name": p.stem, "href": _rel(p, run_dir), "uri": image_data_uri(p, THUMB_PX // 2), "geojson": []} for p in pngs[:200]]
-    html = env.get_template("heatmaps.html").render(items=items)
-    return Section("qc", "Tissue detection and tiling (QC)", Markup(html))
+    return _rendered(env, "qc", "Tissue detection and tiling (QC)", "heatmaps.html", items=items)
