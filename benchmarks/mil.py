@@ -7,7 +7,8 @@ a fresh child process so that generation does not count towards peak RSS:
 - I/O reference: one pass of the training loader (sampled bags, same batch size) without a model;
 - compute reference: the same number of optimiser steps on one in-memory batch of the same shape;
 - training: ``slidepredict.training.fitting`` (Lightning, early stopping, inner validation split of
-  20% of the patients on complete bags) for ``--epochs`` epochs, timed per epoch by a callback.
+  20% of the patients on complete bags) for ``--epochs`` passes over the training patients (in
+  optimiser steps, validating once per pass), timed per pass by a callback.
 
 Usage::
 
@@ -65,10 +66,12 @@ def measure(data: Path, args: argparse.Namespace) -> dict[str, float]:
     t0 = time.perf_counter()
     cohort = build_cohort(data / "features", data / "slides.csv", data / "clini.csv", target="TARGET")
     build_s = time.perf_counter() - t0
-    config = TrainSettings(model=args.model, epochs=args.epochs, patience=args.epochs, bag_size=args.bag_size,
-                           batch_size=args.batch_size, workers=args.workers, lr=1e-4)
     n_train = len(cohort) - max(2, round(0.2 * len(cohort)))  # as fit's inner split
     steps = -(-n_train // args.batch_size)
+    # Training is defined in steps; one validation per pass over the training patients keeps "epochs" timeable.
+    config = TrainSettings(model=args.model, steps=args.epochs * steps, min_steps=args.epochs * steps, val_every=steps,
+                           patience=args.epochs, bag_size=args.bag_size, batch_size=args.batch_size,
+                           workers=args.workers, lr=1e-4)
 
     train_part = cohort.subset(cohort.patients[:n_train])
     head = create_mil(args.model, args.dim, 2)

@@ -13,7 +13,7 @@ import yaml
 from slidepredict.demo.run import DemoSize, demo_config, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = DemoSize(train_patients=12, external_patients=10, folds=3, epochs=8)
+SMALL = DemoSize(train_patients=12, external_patients=10, folds=3, steps=60)
 
 
 @pytest.mark.slow
@@ -38,7 +38,7 @@ def test_snakemake_workflow_runs_the_demo_cohort(tmp_path: Path) -> None:
     snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     if not Path(snakemake).exists():
         pytest.skip("snakemake is not installed (pip install -e '.[workflows]')")
-    cfg = demo_config(tmp_path / "demo", DemoSize(train_patients=8, external_patients=6, folds=2, epochs=4))
+    cfg = demo_config(tmp_path / "demo", DemoSize(train_patients=8, external_patients=6, folds=2, steps=20))
     data = cfg.model_dump(mode="json")
     data["heatmaps"]["max_slides"] = 1
     cfg_path = tmp_path / "config.yaml"

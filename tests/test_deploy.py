@@ -22,13 +22,13 @@ from slidepredict.training.checkpoint import save_checkpoint
 DIM = 16
 SPEC = {"encoder": "fake-encoder", "encoder_hash": "fakehash0", "dim": DIM, "tile_size_um": 256.0, "tile_size_px": 224,
         "stain_norm": "none"}  # what make_feature_cohort writes
-TINY = TrainSettings(model_hparams={"hidden": 16, "attention_dim": 8, "dropout": 0.0}, epochs=4, patience=4,
+TINY = TrainSettings(model_hparams={"hidden": 16, "attention_dim": 8, "dropout": 0.0}, steps=8, val_every=4, min_steps=0, patience=2,
                    lr=3e-3, batch_size=4, bag_size=32)
 
 
 @pytest.fixture(scope="module")
 def cv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-fold crossval run on a generated feature cohort (seconds: tiny head, few epochs)."""
+    """A 2-fold crossval run on a generated feature cohort (seconds: tiny head, few steps)."""
     root = tmp_path_factory.mktemp("train")
     clini, slides, feats, _ = make_feature_cohort(root, n_patients=16, n_tiles=24, dim=DIM, seed=0, strength=4.0)
     crossval(build_cohort(feats, slides, clini, target="TARGET"), root / "cv", TINY, folds=2)

@@ -285,7 +285,7 @@ def test_end_to_end_positive_score_finds_the_planted_region(tmp_path: Path) -> N
                      coords_dir=tmp_path / "coords", tiling=TilingSettings(tile_um=64, tile_px=96))
     assert result.exit_code == 0
     train = build_cohort(tmp_path / "features", cohort.slide_table, cohort.clini_table, target=cohort.target)
-    ckpt = train_final(train, tmp_path / "model", TrainSettings(epochs=25, patience=25, bag_size=256, batch_size=4, lr=1e-3))
+    ckpt = train_final(train, tmp_path / "model", TrainSettings(steps=400, min_steps=200, bag_size=256))
     positive = [s for slides in cohort.slides.values() for s in slides if s.has_signal]
     folders = heatmaps(ckpt, cohort.slides_dir, tmp_path / "features", tmp_path / "heatmaps",
                        slides=[s.path.stem for s in positive], topk=2, thumb_px=384)

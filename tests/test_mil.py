@@ -87,13 +87,27 @@ def test_transformer_uses_coordinates() -> None:
     assert not torch.allclose(head(feats, coords, mask).logits, head(feats, moved, mask).logits)
 
 
+def test_transformer_tile_scores_are_each_tiles_own_verdict() -> None:
+    """Context mixes tiles in the transformer; the heatmap's per-tile score must not: changing other tiles,
+    or their positions, leaves a tile's score as it was (while the patient logit does change)."""
+    torch.manual_seed(0)
+    head = create_mil("transformer", D, C).eval()
+    feats, coords, mask = _batch(4)
+    out = head(feats, coords, mask)
+    other = feats.clone()
+    other[:, 1:] = torch.randn_like(other[:, 1:])
+    changed = head(other, coords.flip(1), mask)
+    assert torch.allclose(changed.tile_scores[:, 0], out.tile_scores[:, 0], atol=1e-6)
+    assert not torch.allclose(changed.logits, out.logits)
+
+
 def test_unknown_model_and_option_are_config_errors() -> None:
     with pytest.raises(ConfigError) as e:
         create_mil("clam", D, C)
     assert str(e.value) == "unknown MIL model 'clam'; available: attention, mean, tile-vote, transformer"
     with pytest.raises(ConfigError) as e:
         create_mil("attention", D, C, hiden=64)
-    assert str(e.value) == "MIL model 'attention' has no option 'hiden'; options: hidden, attention_dim, dropout"
+    assert str(e.value) == "MIL model 'attention' has no option 'hiden'; options: hidden, attention_dim, dropout, instance_weight"
 
 
 def test_registering_a_name_twice_warns(caplog: pytest.LogCaptureFixture) -> None:

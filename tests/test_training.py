@@ -23,7 +23,7 @@ from slidepredict.training import (
     TrainSettings, crossval, fit, load_checkpoint, load_model, pooled_auroc, predict_bag, predict_cohort, train_final,
 )
 
-FAST = dict(epochs=3, patience=3, lr=2e-3, batch_size=4, bag_size=16)
+FAST = dict(steps=6, val_every=3, min_steps=0, patience=2, lr=2e-3, batch_size=4, bag_size=16)
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ def test_each_head_finds_planted_signal(tmp_path: Path, name: str) -> None:
     """Signal in 20% of the tiles of positive patients: patient AUROC >= 0.9; attention points at those tiles."""
     clini, slides, feats, truth = make_feature_cohort(tmp_path, n_patients=36, n_tiles=48, dim=32, signal_fraction=0.2, strength=4.0)
     cohort = build_cohort(feats, slides, clini, target="TARGET")
-    config = TrainSettings(model=name, epochs=12, patience=12, lr=2e-3, batch_size=4, bag_size=32)
+    config = TrainSettings(model=name, steps=60, val_every=10, min_steps=60, lr=2e-3, batch_size=4, bag_size=32)
     preds = crossval(cohort, tmp_path / "cv", config, folds=3)
     assert pooled_auroc(preds, "TARGET", cohort.categories) >= 0.9
     if name != "attention":
@@ -98,8 +98,8 @@ def test_crossval_layout_and_rerun_skips_done_folds(tiny: tuple[Path, Path, Path
                                   preds.sort_values("PATIENT").reset_index(drop=True), atol=1e-6)
     with pytest.raises(CohortError, match=r"splits.json holds 2 folds over 12 patients, but this run has 3 folds"):
         crossval(cohort, out, TrainSettings(**FAST), folds=3)
-    with pytest.raises(Exception, match=r"was trained with epochs=3, this run asks for epochs=4"):
-        crossval(cohort, out, TrainSettings(**{**FAST, "epochs": 4}), folds=2)
+    with pytest.raises(Exception, match=r"was trained with steps=6, this run asks for steps=8"):
+        crossval(cohort, out, TrainSettings(**{**FAST, "steps": 8}), folds=2)
 
 
 def test_training_is_deterministic(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -158,14 +158,14 @@ def test_cli_two_targets_multiclass(tmp_path: Path) -> None:
     ct.assign(SECOND=np.where(ct.TARGET == "a", "x", "y")).to_csv(clini, index=False)
     out = tmp_path / "out"
     res = _cli("crossval", "--clini", clini, "--slides-table", slides, "--features", feats, "--target", "TARGET",
-               "--target", "SECOND", "--out", out, "--folds", "2", "--epochs", "2", "--bag-size", "8", "--batch-size", "4")
+               "--target", "SECOND", "--out", out, "--folds", "2", "--steps", "4", "--val-every", "2", "--min-steps", "0", "--bag-size", "8", "--batch-size", "4")
     assert res.exit_code == 0, res.output
     assert "TARGET: 2-fold cross-validation of 18 patients, pooled AUROC" in res.output
     multi = pd.read_csv(out / "TARGET" / "patient-preds.csv")
     assert list(multi.columns) == ["PATIENT", "TARGET", "pred", "TARGET_a", "TARGET_b", "TARGET_c", "fold"]
     assert list(pd.read_csv(out / "SECOND" / "patient-preds.csv").columns)[3:5] == ["SECOND_x", "SECOND_y"]
     res = _cli("train", "--clini", clini, "--slides-table", slides, "--features", feats, "--target", "SECOND",
-               "--out", out / "final", "--epochs", "1", "--model", "mean")
+               "--out", out / "final", "--steps", "2", "--val-every", "2", "--min-steps", "0", "--model", "mean")
     assert res.exit_code == 0, res.output
     assert load_model(out / "final" / "SECOND" / "model.ckpt").meta.model == "mean"
 

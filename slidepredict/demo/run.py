@@ -24,7 +24,7 @@ class DemoSize:
     train_patients: int = 40
     external_patients: int = 30
     folds: int = 4
-    epochs: int = 24
+    steps: int = 600
 
 
 def demo_config(out: Path, size: DemoSize = DemoSize(), seed: int = 0) -> RunConfig:
@@ -50,7 +50,7 @@ def demo_config(out: Path, size: DemoSize = DemoSize(), seed: int = 0) -> RunCon
         # Small tiles give the heatmaps a few dozen tiles per (small) slide.
         "tiling": {"tile_um": 128, "tile_px": 64},
         "extract": {"encoder": "stain-texture", "batch_size": 64, "workers": 0},
-        "training": {"targets": ["MSI"], "model": "attention", "folds": size.folds, "epochs": size.epochs, "bag_size": 256},
+        "training": {"targets": ["MSI"], "model": "attention", "folds": size.folds, "steps": size.steps, "bag_size": 256},
         "deploy": {
             "slides_dir": str(cohorts["external"] / "slides"),
             "clini_table": str(cohorts["external"] / "clini.csv"),

@@ -18,8 +18,9 @@ class MILOutput:
     """What every head returns; heatmaps need the per-tile parts, training only ``logits``.
 
     ``attention`` sums to 1 over the valid tiles of a bag (0 on padding); ``tile_scores``
-    are per-tile class logits, i.e. the head's verdict on a bag made of that tile alone
-    (0 on padding).
+    are per-tile class logits, each tile's own verdict, computed from that tile alone (0 on
+    padding). For attention, mean and tile-vote heads this is exactly the patient logit of a bag
+    made of that one tile; the transformer scores the tile's embedding before any context.
     """
 
     logits: torch.Tensor  # (B, C)
@@ -28,13 +29,28 @@ class MILOutput:
 
 
 class MILHead(nn.Module):
-    """Base class: stores the resolved hyperparameters so a checkpoint can rebuild the head exactly."""
+    """Base class: stores the resolved hyperparameters so a checkpoint can rebuild the head exactly.
+
+    Every head standardises its input features with the per-feature mean and standard deviation
+    of its training tiles (buffers ``feat_mean``/``feat_std``, saved in the checkpoint), so
+    deployment and heatmaps apply exactly what training saw. Encoders' raw scales differ by orders
+    of magnitude between features; without this a few large features drown the rest.
+    """
 
     def __init__(self, in_dim: int, n_classes: int, **hparams: Any) -> None:
         super().__init__()
         self.in_dim = int(in_dim)
         self.n_classes = int(n_classes)
         self.hparams: dict[str, Any] = dict(hparams)
+        self.register_buffer("feat_mean", torch.zeros(self.in_dim))
+        self.register_buffer("feat_std", torch.ones(self.in_dim))
+        self.register_forward_pre_hook(_standardise)
+
+    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Features are fed as ``(x - mean) / std``; a constant feature (std 0) is centred only."""
+        self.feat_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        std = torch.as_tensor(std, dtype=torch.float32)
+        self.feat_std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
 
     def forward(  # noqa: D102 - documented on MILOutput
         self, feats: torch.Tensor, coords: torch.Tensor | None, mask: torch.Tensor
@@ -46,6 +62,38 @@ class MILHead(nn.Module):
     ) -> torch.Tensor:
         """Class-weighted cross-entropy on patient logits; heads trained per tile override this."""
         return F.cross_entropy(out.logits, labels, weight=weight)
+
+
+class TopTileLoss:
+    """Mixin for heads whose ``tile_scores`` are each tile's own verdict: adds the top-tile term to the loss.
+
+    Early in training attention is near uniform, so a signal in a few tiles reaches the patient
+    logit diluted by the bag size. The top-tile term (weight ``instance_weight``) sends the
+    gradient straight to each bag's most telling tile, multiple-instance learning's max rule,
+    which is how rare witness tiles are found; it also trains ``tile_scores`` to mean what the
+    heatmaps draw.
+    """
+
+    instance_weight: float
+
+    def loss(
+        self, out: MILOutput, labels: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        bag = F.cross_entropy(out.logits, labels, weight=weight)
+        if self.instance_weight <= 0:
+            return bag
+        return bag + self.instance_weight * F.cross_entropy(top_tile_logits(out.tile_scores, mask), labels, weight=weight)
+
+
+def top_tile_logits(tile_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per class, the highest tile logit of each bag (B, C): the bag as its single most telling tile."""
+    return tile_scores.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+
+
+def _standardise(head: MILHead, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Forward pre-hook: standardise ``feats`` (padding stays zero, it is masked anyway)."""
+    feats, *rest = args
+    return ((feats - head.feat_mean) / head.feat_std, *rest)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -5,20 +5,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slidepredict.mil._base import MILHead, MILOutput, masked_softmax, mlp
+from slidepredict.mil._base import MILHead, MILOutput, TopTileLoss, masked_softmax, mlp
 from slidepredict.mil._registry import register_mil
 
 
 @register_mil("attention")
-class GatedAttentionMIL(MILHead):
+class GatedAttentionMIL(TopTileLoss, MILHead):
     """Attention-weighted mean of tile embeddings, then a linear classifier.
 
     Because the classifier is linear and attention sums to one, patient logits equal the
     attention-weighted sum of per-tile logits, so ``tile_scores`` decompose the prediction exactly.
     """
 
-    def __init__(self, in_dim: int, n_classes: int, hidden: int = 256, attention_dim: int = 128, dropout: float = 0.25) -> None:
-        super().__init__(in_dim, n_classes, hidden=hidden, attention_dim=attention_dim, dropout=dropout)
+    def __init__(
+        self, in_dim: int, n_classes: int, hidden: int = 256, attention_dim: int = 128, dropout: float = 0.25,
+        instance_weight: float = 0.5,
+    ) -> None:
+        super().__init__(in_dim, n_classes, hidden=hidden, attention_dim=attention_dim, dropout=dropout,
+                         instance_weight=instance_weight)
+        self.instance_weight = float(instance_weight)
         self.embed = mlp(in_dim, hidden, dropout)
         self.att_v = nn.Linear(hidden, attention_dim)
         self.att_u = nn.Linear(hidden, attention_dim)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slidepredict.core.errors import ConfigError
-from slidepredict.mil._base import MILHead, MILOutput, masked_softmax
+from slidepredict.mil._base import MILHead, MILOutput, TopTileLoss, masked_softmax
 from slidepredict.mil._registry import register_mil
 
 
@@ -62,14 +62,22 @@ class _Block(nn.Module):
 
 
 @register_mil("transformer")
-class TransformerMIL(MILHead):
-    """Class token + ``depth`` blocks over tile tokens; tiles get 2-D positions when coords exist."""
+class TransformerMIL(TopTileLoss, MILHead):
+    """Class token + ``depth`` blocks over tile tokens; tiles get 2-D positions when coords exist.
+
+    ``tile_scores`` come from a classifier on each tile's own embedding, before any context mixes
+    tiles: a contextual token says as much about its neighbours as about itself, so a per-tile
+    class score read off it would not be that tile's verdict. The top-tile term of the loss
+    (``instance_weight``) trains that classifier.
+    """
 
     def __init__(
         self, in_dim: int, n_classes: int, dim: int = 128, depth: int = 2, heads: int = 4,
-        dropout: float = 0.1, n_freqs: int = 8,
+        dropout: float = 0.1, n_freqs: int = 8, instance_weight: float = 0.5,
     ) -> None:
-        super().__init__(in_dim, n_classes, dim=dim, depth=depth, heads=heads, dropout=dropout, n_freqs=n_freqs)
+        super().__init__(in_dim, n_classes, dim=dim, depth=depth, heads=heads, dropout=dropout, n_freqs=n_freqs,
+                         instance_weight=instance_weight)
+        self.instance_weight = float(instance_weight)
         if depth < 1 or dim % heads:
             raise ConfigError(f"transformer MIL needs depth >= 1 and dim divisible by heads (got depth={depth}, dim={dim}, heads={heads})")
         self.embed = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Dropout(dropout))
@@ -78,9 +86,11 @@ class TransformerMIL(MILHead):
         self.blocks = nn.ModuleList(_Block(dim, heads, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, n_classes)
+        self.tile_classifier = nn.Linear(dim, n_classes)
 
     def forward(self, feats: torch.Tensor, coords: torch.Tensor | None, mask: torch.Tensor) -> MILOutput:
         x = self.embed(feats)
+        tile_scores = self.tile_classifier(x) * mask.unsqueeze(-1)
         if coords is not None:
             x = x + self.pos(coords, mask)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1)
@@ -91,4 +101,4 @@ class TransformerMIL(MILHead):
         out = self.classifier(self.norm(x))
         tile_att = att[:, 1:]
         tile_att = tile_att / tile_att.sum(-1, keepdim=True).clamp_min(1e-12)
-        return MILOutput(logits=out[:, 0], attention=tile_att, tile_scores=out[:, 1:] * mask.unsqueeze(-1))
+        return MILOutput(logits=out[:, 0], attention=tile_att, tile_scores=tile_scores)

@@ -36,7 +36,7 @@ class ModelMeta:
     train_patients: list[str]
     val_patients: list[str] = field(default_factory=list)
     train_config: dict[str, Any] = field(default_factory=dict)
-    best_epoch: int = -1
+    best_step: int = -1
     best_val_loss: float = float("nan")
     slidepredict_version: str = __version__
     format: int = CHECKPOINT_FORMAT
@@ -64,8 +64,8 @@ def save_checkpoint(
         "state_dict": {f"head.{k}": v.detach().cpu() for k, v in state_dict.items()},
         "hyper_parameters": lightning_hparams,
         "pytorch-lightning_version": lightning.__version__,
-        "epoch": meta.best_epoch,
-        "global_step": 0,
+        "epoch": 0,
+        "global_step": meta.best_step,
         META_KEY: asdict(meta),
     }
     with atomic_path(path) as tmp:

@@ -42,19 +42,43 @@ class EpochSampler(Sampler[tuple[int, int]]):
         yield from zip(order.tolist(), seeds.tolist())
 
 
+CACHE_BYTES = 1 << 30  # cohorts whose features fit in this are read once and kept in memory
+
+
 class BagDataset(Dataset):
-    """One item per patient: features, coords and label, read from h5 on access."""
+    """One item per patient: features, coords and label, read from h5 on access.
+
+    Training draws thousands of bags; when the whole cohort's features are small (CACHE_BYTES)
+    each patient's bag is read once and sampled in memory, drawing exactly the rows
+    ``Cohort.load_bag`` would read, so caching never changes a result.
+    """
 
     def __init__(self, cohort: Cohort, bag_size: int | None) -> None:
         self.cohort, self.bag_size = cohort, bag_size
+        n_tiles = sum(cohort.n_tiles(p) for p in cohort.patients)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] | None = (
+            {} if n_tiles * cohort.spec.dim * 4 <= CACHE_BYTES else None
+        )
 
     def __len__(self) -> int:
         return len(self.cohort)
 
+    def _bag(self, index: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        patient = self.cohort.patients[index]
+        rng = np.random.default_rng(seed)
+        if self._cache is None:
+            return self.cohort.load_bag(patient, self.bag_size, rng)
+        if index not in self._cache:
+            self._cache[index] = self.cohort.load_bag(patient)
+        feats, coords = self._cache[index]
+        if self.bag_size is None or len(feats) <= self.bag_size:
+            return feats, coords
+        rows = np.sort(rng.choice(len(feats), size=self.bag_size, replace=False))
+        return feats[rows], None if coords is None else coords[rows]
+
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
-        patient = self.cohort.patients[index]
-        feats, coords = self.cohort.load_bag(patient, self.bag_size, np.random.default_rng(seed))
+        feats, coords = self._bag(index, seed)
         label = -1 if self.cohort.labels is None else int(self.cohort.labels[index])
         return {"feats": feats, "coords": coords, "label": label, "index": index}
 

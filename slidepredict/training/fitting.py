@@ -75,14 +75,30 @@ def quiet_lightning() -> Iterator[None]:
         lg.setLevel(level)
 
 
-def fit(
-    cohort: Cohort, config: TrainSettings, ckpt_path: str | os.PathLike[str], description: str = "training",
-    callbacks: Sequence[Any] = (),
-) -> LoadedModel:
-    """Train on ``cohort`` (all of it is training data; validation patients are split off inside).
+def feature_statistics(cohort: Cohort, seed: int, per_patient: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of (up to ``per_patient`` sampled) tiles of ``cohort``.
 
-    Extra Lightning ``callbacks`` (timing, reporting) run alongside early stopping.
+    Called on the inner training split only, so no validation or test patient shapes the model.
     """
+    rng = np.random.default_rng(seed)
+    total = total_sq = None
+    count = 0
+    for patient in cohort.patients:
+        feats, _ = cohort.load_bag(patient, per_patient, rng)
+        x = feats.astype(np.float64)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        total_sq = (x * x).sum(0) if total_sq is None else total_sq + (x * x).sum(0)
+        count += len(x)
+    mean = total / max(count, 1)
+    var = np.maximum(total_sq / max(count, 1) - mean * mean, 0.0)
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+def _run(
+    train: Cohort, val: Cohort, config: TrainSettings, hparams: dict[str, Any], stats: tuple[np.ndarray, np.ndarray],
+    seed: int, max_steps: int, callbacks: Sequence[Any], root: Path,
+) -> tuple[Any, Any, Any]:
+    """One training run from initialisation ``seed``: the module, the best-weights keeper and the trainer."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -91,38 +107,77 @@ def fit(
     from slidepredict.training.data import bag_loader
     from slidepredict.training.module import KeepBest, LitMIL
 
+    L.seed_everything(seed, workers=True, verbose=False)
+    lit = LitMIL(**hparams)
+    lit.head.set_standardisation(*map(torch_tensor, stats))
+    keep = KeepBest("val_loss")
+    trainer = L.Trainer(
+        max_steps=max_steps, max_epochs=-1, min_steps=min(config.min_steps, max_steps),
+        val_check_interval=min(config.val_every, max_steps), check_val_every_n_epoch=None,
+        accelerator=resolve_device(config.device).type, devices=1, deterministic="warn",
+        logger=False, enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=not is_quiet(), num_sanity_val_steps=0, log_every_n_steps=config.val_every,
+        callbacks=[EarlyStopping("val_loss", patience=config.patience, check_on_train_epoch_end=False), keep, *callbacks],
+        default_root_dir=str(root),
+    )
+    loader_args = dict(bag_size=config.bag_size, batch_size=config.batch_size, seed=seed, num_workers=config.workers)
+    trainer.fit(lit, bag_loader(train, train=True, **loader_args), bag_loader(val, train=False, **loader_args))
+    return lit, keep, trainer
+
+
+def fit(
+    cohort: Cohort, config: TrainSettings, ckpt_path: str | os.PathLike[str], description: str = "training",
+    callbacks: Sequence[Any] = (),
+) -> LoadedModel:
+    """Train on ``cohort`` (all of it is training data; validation patients are split off inside).
+
+    Training runs for ``config.steps`` optimiser steps at most, validating every ``val_every``
+    steps; it stops after ``patience`` validations without a lower inner-validation loss, but
+    never before ``min_steps``. The weights of the best validation are kept. With ``restarts``
+    above 1, that many initialisations are first trained for ``min_steps`` and the one with the
+    lowest inner-validation loss is trained to the end: finding a signal carried by a few tiles
+    depends on where training starts, and the inner split (never the test fold) tells which
+    start found it. Extra Lightning ``callbacks`` (timing, reporting) run alongside.
+    """
     check_trainable(cohort)
     train_ids, val_ids = inner_split(cohort, config.val_fraction, config.seed)
     train, val = cohort.subset(train_ids), cohort.subset(val_ids)
     hparams = dict(
         model=config.model, in_dim=cohort.spec.dim, n_classes=len(cohort.categories),
         model_hparams=dict(config.model_hparams), lr=config.lr, weight_decay=config.weight_decay,
+        feature_noise=config.feature_noise,
         class_weights=class_weights(train.labels, len(cohort.categories)),  # type: ignore[arg-type]
     )
+    stats = feature_statistics(train, config.seed)
+    root = Path(ckpt_path).parent
+    log.info("%s: %s on %d patients (%d for validation), up to %d steps", description, config.model,
+             len(train), len(val), config.steps)
+    seed = config.seed
     with quiet_lightning():
-        L.seed_everything(config.seed, workers=True, verbose=False)
-        lit = LitMIL(**hparams)
-        keep = KeepBest("val_loss")
-        trainer = L.Trainer(
-            max_epochs=config.epochs, accelerator=resolve_device(config.device).type, devices=1, deterministic="warn",
-            logger=False, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=not is_quiet(), num_sanity_val_steps=0, log_every_n_steps=1,
-            callbacks=[EarlyStopping("val_loss", patience=config.patience), keep, *callbacks],
-            default_root_dir=str(Path(ckpt_path).parent),
-        )
-        loader_args = dict(bag_size=config.bag_size, batch_size=config.batch_size, seed=config.seed, num_workers=config.workers)
-        log.info("%s: %s on %d patients (%d for validation), up to %d epochs", description, config.model,
-                 len(train), len(val), config.epochs)
-        trainer.fit(lit, bag_loader(train, train=True, **loader_args), bag_loader(val, train=False, **loader_args))
+        if config.restarts > 1 and config.min_steps > 0:
+            trials = []
+            for r in range(config.restarts):
+                _, trial, _ = _run(train, val, config, hparams, stats, config.seed + 1000 * r, config.min_steps, (), root)
+                trials.append((trial.best_score, config.seed + 1000 * r))
+            seed = min(trials)[1]
+            log.info("%s: restart losses %s; continuing from seed %d", description,
+                     ", ".join(f"{score:.3f}" for score, _ in trials), seed)
+        lit, keep, trainer = _run(train, val, config, hparams, stats, seed, config.steps, callbacks, root)
     if keep.best_state is None:
-        raise CohortError(f"{description}: no validation epoch completed; check the cohort and --epochs")
-    log.info("%s: best val_loss %.4f at epoch %d (stopped after %d)", description, keep.best_score,
-             keep.best_epoch, trainer.current_epoch)
+        raise CohortError(f"{description}: no validation completed; check the cohort and --steps")
+    log.info("%s: best val_loss %.4f at step %d (stopped after %d)", description, keep.best_score,
+             keep.best_step, trainer.global_step)
     meta = ModelMeta(
         model=config.model, model_hparams=dict(lit.head.hparams), target=str(cohort.target),
         categories=list(cohort.categories), features=cohort.spec.to_dict(), train_patients=train_ids,
-        val_patients=val_ids, train_config=config.model_dump(mode="json"), best_epoch=keep.best_epoch,
+        val_patients=val_ids, train_config=config.model_dump(mode="json"), best_step=keep.best_step,
         best_val_loss=keep.best_score,
     )
     save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))
     return load_model(ckpt_path)
+
+
+def torch_tensor(values: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(values)

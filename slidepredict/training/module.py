@@ -18,6 +18,7 @@ class LitMIL(L.LightningModule):
     def __init__(
         self, model: str, in_dim: int, n_classes: int, model_hparams: dict[str, Any] | None = None,
         class_weights: list[float] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
+        feature_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -30,8 +31,11 @@ class LitMIL(L.LightningModule):
         return self.head(batch.feats, batch.coords, batch.mask)
 
     def training_step(self, batch: BagBatch, batch_idx: int) -> torch.Tensor:
+        if self.hparams.feature_noise > 0:  # in standard deviations of each feature: no bag is seen twice alike
+            noise = torch.randn_like(batch.feats) * (self.hparams.feature_noise * self.head.feat_std)
+            batch.feats = batch.feats + noise * batch.mask.unsqueeze(-1)
         loss = self.head.loss(self(batch), batch.labels, batch.mask, self.class_weights)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch.labels))
+        self.log("train_loss", loss, on_step=True, on_epoch=False, batch_size=len(batch.labels))
         return loss
 
     def validation_step(self, batch: BagBatch, batch_idx: int) -> None:
@@ -61,7 +65,7 @@ class KeepBest(L.Callback):
     def __init__(self, monitor: str = "val_loss") -> None:
         self.monitor = monitor
         self.best_score = float("inf")
-        self.best_epoch = -1
+        self.best_step = -1
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -69,5 +73,5 @@ class KeepBest(L.Callback):
         if trainer.sanity_checking or score is None:
             return
         if float(score) < self.best_score:
-            self.best_score, self.best_epoch = float(score), trainer.current_epoch
+            self.best_score, self.best_step = float(score), trainer.global_step
             self.best_state = copy.deepcopy(pl_module.head.state_dict())  # type: ignore[union-attr]

@@ -42,7 +42,8 @@ def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel
 
     state, meta = load_checkpoint(path)
     model = create_mil(meta.model, meta.spec.dim, len(meta.categories), **meta.model_hparams)
-    model.load_state_dict(state)
+    # Checkpoints from before feature standardisation carry no statistics: they saw raw features.
+    model.load_state_dict({"feat_mean": model.feat_mean, "feat_std": model.feat_std, **state})
     return LoadedModel(model=model.eval().to(resolve_device(device)), meta=meta, path=Path(path))
 
 

@@ -21,13 +21,19 @@ class TrainSettings(Settings):
     model_hparams: dict[str, Any] = setting(
         default_factory=dict, flag="--model-hparam",
         description="Head options, e.g. {hidden: 128}; on the command line KEY=VALUE, repeatable.")
-    # how patients are sampled and for how long
+    # how patients are sampled and for how long: in optimiser steps, so 30 patients get as many updates as 3,000
     bag_size: int = setting(512, "Tiles sampled per patient in each training step.", gt=0)
-    batch_size: int = setting(16, "Patients per training step.", gt=0)
-    epochs: int = setting(32, "Maximum epochs (early stopping on an inner validation split).", gt=0)
-    patience: int = setting(8, "Epochs without validation improvement before stopping.", gt=0)
+    batch_size: int = setting(8, "Patients per training step.", gt=0)
+    steps: int = setting(1500, "Maximum optimiser steps (early stopping on an inner validation split).", gt=0)
+    min_steps: int = setting(300, "Steps before early stopping may stop (a model must have learned first).", ge=0)
+    val_every: int = setting(50, "Steps between two inner validations.", gt=0)
+    patience: int = setting(8, "Validations without improvement before stopping.", gt=0)
+    feature_noise: float = setting(
+        0.5, "Gaussian noise added to training tiles, in standard deviations of each feature (augmentation).", ge=0)
+    restarts: int = setting(
+        3, "Initialisations tried for `min_steps` each; the best on the inner validation split is trained on.", ge=1)
     # the optimiser and the inner validation split
-    lr: float = setting(1e-4, "Peak learning rate (AdamW).", gt=0)
+    lr: float = setting(1e-3, "Peak learning rate (AdamW, one-cycle schedule over `steps`).", gt=0)
     weight_decay: float = setting(1e-2, "AdamW weight decay.", ge=0)
     val_fraction: float = setting(0.2, "Share of the training patients held out for early stopping.", gt=0, lt=1)
     seed: int = setting(0, "Seed for splits, sampling and initialisation.")
