@@ -1,8 +1,10 @@
 """Feature-level cohorts with a weak, localised planted signal: what real biomarker prediction looks like.
 
 A positive patient differs from a negative one in a small share of its tiles (the *witness rate*),
-and only in "morphology" dimensions. Everything a lazy method could use instead is matched
-between the classes or swamped by noise: each slide gets its own stain offset on the colour
+and only in "morphology" dimensions. Negative slides carry most of the same total amount of that
+morphology spread thinly over all their tiles, so slide means barely differ between the classes:
+the signal is in which tiles are unusual, not in the average. Everything else a lazy method could use
+is matched between the classes or swamped by noise: each slide gets its own stain offset on the colour
 dimensions (larger than the signal's small colour effect) and its own preparation offset on
 all dimensions; tissue composition (a mixture of tissue types) is drawn the same way for both
 classes; pen marks and blurred bands hit tiles of both classes alike. So the patient mean of
@@ -42,12 +44,23 @@ class PlantedSpec:
     stain_sd: float = 0.8  # per-slide stain offset on the colour dimensions
     prep_sd: float = 0.3  # per-slide preparation offset on every dimension
     tissue_types: int = 4
+    mean_cap: float = 0.05  # slide means differ between the classes at most as much as at this witness rate
     label_noise: float = 0.0  # share of negatives with a witness tile, and of positives without one
     artefacts: float = 0.05  # share of tiles with pen ink (colour) or blur (texture), either class
     positive_fraction: float = 0.5
     stain_protocol: float = 0.0  # mean stain offset of the whole cohort (an external site: e.g. 1.0)
     seed: int = 0
     prefix: str = "PT"
+
+    @property
+    def diffuse(self) -> float:
+        """Share of the signal's total amount a non-carrying slide spreads thinly over all its tiles.
+
+        Above ``mean_cap`` the witness tiles alone would move a positive slide's mean far enough for
+        mean pooling (or one patient-mean feature) to find; negatives carrying the excess keep the
+        class difference in slide means at the ``mean_cap`` level whatever the witness rate.
+        """
+        return max(0.0, 1.0 - self.mean_cap / self.witness_rate) if self.witness_rate > 0 else 0.0
 
     def external(self, n_patients: int | None = None) -> PlantedSpec:
         """The same biology at another site: other stain protocol, other patients and IDs."""
@@ -83,8 +96,13 @@ class _World:
         self.blur_dims = rng.choice(np.arange(c, d), size=max(1, d // 8), replace=False)
 
 
-def _slide(rng: np.random.Generator, spec: PlantedSpec, world: _World, witness_share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Tile features (N, D) float32 and which tiles are witnesses."""
+def _slide(rng: np.random.Generator, spec: PlantedSpec, world: _World, carries: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Tile features (N, D) float32 and which tiles are witnesses.
+
+    A slide that carries the signal moves ``witness_rate`` of its tiles far along the signal
+    direction; one that does not moves all its tiles a little, by ``spec.diffuse`` of that total
+    amount, so slide means differ only faintly: mostly the distribution over tiles differs.
+    """
     n = int(rng.integers(spec.tiles[0], spec.tiles[1] + 1))
     mix = rng.dirichlet(np.full(spec.tissue_types, 2.0))
     types = rng.choice(spec.tissue_types, size=n, p=mix)
@@ -93,10 +111,12 @@ def _slide(rng: np.random.Generator, spec: PlantedSpec, world: _World, witness_s
     stain = rng.normal(spec.stain_protocol, spec.stain_sd) * world.stain_direction + rng.normal(0, spec.stain_sd / 2, spec.colour_dims)
     x[:, : spec.colour_dims] += stain
     witness = np.zeros(n, dtype=bool)
-    if witness_share > 0:
-        k = max(1, int(round(witness_share * n)))
+    k = max(1, int(round(spec.witness_rate * n))) if spec.witness_rate > 0 else 0
+    if carries and k:
         witness[rng.choice(n, size=k, replace=False)] = True
         x[witness] += spec.signal_shift * world.signal
+    else:
+        x += spec.diffuse * spec.signal_shift * (k / n) * world.signal
     odd = rng.random(n) < spec.artefacts
     pen = odd & (rng.random(n) < 0.5)
     x[pen, : spec.colour_dims] += rng.normal(4.0, 1.0, (int(pen.sum()), 1))
@@ -124,7 +144,7 @@ def make_planted_cohort(out_dir: str | os.PathLike[str], spec: PlantedSpec = Pla
         carries = positive[i] != flipped[i]  # label noise: the tissue disagrees with the label
         for s in range(2 if rng.random() < spec.second_slide else 1):
             stem = f"{patient}-{s + 1}"
-            feats, witness = _slide(rng, spec, world, spec.witness_rate if carries else 0.0)
+            feats, witness = _slide(rng, spec, world, bool(carries))
             coords = np.stack([np.arange(len(feats)) % 8, np.arange(len(feats)) // 8], axis=1).astype(np.int64) * 512
             write_h5_atomic(slide_h5_path(features, stem), {"features": feats, "coords": coords}, {
                 "encoder": ENCODER, "encoder_hash": f"planted-{spec.dim}", "tile_size_um": TILE_UM,

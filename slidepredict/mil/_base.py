@@ -87,7 +87,11 @@ class TopTileLoss:
 
 def top_tile_logits(tile_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per class, the highest tile logit of each bag (B, C): the bag as its single most telling tile."""
-    return tile_scores.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+    import os
+    masked = tile_scores.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+    if os.environ.get("SP_POOL") == "lse":
+        return torch.logsumexp(masked, 1)
+    return masked.amax(1)
 
 
 def _standardise(head: MILHead, args: tuple[Any, ...]) -> tuple[Any, ...]:
