@@ -82,8 +82,9 @@ def _crossval(ctx: RunContext) -> str | None:
         log.info(line)
     lines = []
     for target in _targets(ctx):
-        headline = stages.stats(**resolve(ctx.cfg, "stats", target)).headline["text"]
-        ctx.headlines.append(f"{target} cross-validation: {headline}")
+        figures = stages.stats(**resolve(ctx.cfg, "stats", target)).headline
+        headline = figures["text"] + (f"; per fold {figures['per_group']}" if figures.get("per_group") else "")
+        ctx.headlines.append(f"{target} cross-validation (held-out folds, pooled): {headline}")
         lines.append(f"{target}: {headline}")
     return "; ".join(lines)
 

@@ -71,9 +71,12 @@ def positive_class(pooled: Predictions, requested: str | None) -> str:
 
 def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
     """The one figure a demo or report leads with, as plain Python values plus ready text."""
-    row = table[(table["target"] == target) & (table["group"] == POOLED)
-                & (table["class"] == cls) & (table["metric"] == "auroc")].iloc[0]
+    rows = table[(table["target"] == target) & (table["class"] == cls) & (table["metric"] == "auroc")]
+    row = rows[rows["group"] == POOLED].iloc[0]
+    per_group = rows[rows["group"] != POOLED]["value"].astype(float).dropna()
     return {
+        "per_group": (f"{per_group.mean():.2f} +- {per_group.std(ddof=0):.2f} over {len(per_group)} groups"
+                      if len(per_group) > 1 else None),
         "target": target, "class": cls, "group": POOLED, "metric": "auroc",
         "value": float(row["value"]), "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
         "ci": ci, "n": int(row["n"]),
