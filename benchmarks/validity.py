@@ -22,6 +22,7 @@ positive patients). Seeds are fixed; one command regenerates the table::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
 import tempfile
@@ -116,8 +117,6 @@ def run_setting(n: int, witness: float, noise: float, heads: list[str], work: Pa
     for head in heads:
         cv_dir = work / f"cv-{head}"
         preds = crossval(train, cv_dir, TrainSettings(model=head), folds=FOLDS)
-        import json
-
         splits = json.loads((cv_dir / "splits.json").read_text())["splits"]
         y, s = (preds[made.target] == "POS").to_numpy(), preds[f"{made.target}_POS"].to_numpy()
         ext = np.mean([predict_cohort(load_model(cv_dir / f"fold-{k}" / "model.ckpt"), external)[f"{made.target}_POS"]

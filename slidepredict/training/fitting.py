@@ -20,6 +20,7 @@ from slidepredict.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
+
 def check_trainable(cohort: Cohort, min_per_class: int = 2, why: str = "for the inner validation split") -> None:
     """A labelled cohort with at least two classes, each with ``min_per_class`` patients."""
     if cohort.labels is None or cohort.target is None:
@@ -109,7 +110,7 @@ def _run(
 
     L.seed_everything(seed, workers=True, verbose=False)
     lit = LitMIL(**hparams)
-    lit.head.set_standardisation(*map(torch_tensor, stats))
+    lit.head.set_standardisation(*stats)
     keep = KeepBest("val_loss")
     trainer = L.Trainer(
         max_steps=max_steps, max_epochs=-1, min_steps=min(config.min_steps, max_steps),
@@ -175,9 +176,3 @@ def fit(
     )
     save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))
     return load_model(ckpt_path)
-
-
-def torch_tensor(values: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(values)
