@@ -15,6 +15,7 @@ SPLITS_FILE = "splits.json"  # the patient folds of a cross-validation, written 
 TRAIN_CONFIG_FILE = "train-config.json"  # the model settings a training folder was made with
 COHORT_FILE = "cohort.json"  # who was trained on and why others were dropped
 FOLD_PREFIX = "fold-"
+BASELINE_PREFIX = "baseline-"  # a pooled-features reference fitted on a cross-validation's folds
 COORDS_SUBDIR = "coords"  # tiling files `slidepredict extract` keeps in its output folder by default
 REPORT_FILE = "report.html"
 LOG_FILE = "run.log"
@@ -23,6 +24,11 @@ LOG_FILE = "run.log"
 def fold_dir(root: Path, k: int | str) -> Path:
     """``<root>/fold-<k>``: one cross-validation fold's model and test predictions."""
     return root / f"{FOLD_PREFIX}{k}"
+
+
+def baseline_dir(root: Path, pooling: str) -> Path:
+    """``<root>/baseline-<pooling>``: a reference baseline's held-out predictions on the same folds."""
+    return root / f"{BASELINE_PREFIX}{pooling}"
 
 
 # Folders of a run below its output_dir; RunLayout exposes each as an attribute of that name.

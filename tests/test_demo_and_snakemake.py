@@ -17,13 +17,16 @@ SMALL = DemoSize(train_patients=12, external_patients=10, folds=3, steps=60)
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_finds_the_signal(tmp_path: Path) -> None:
+def test_demo_runs_every_stage_and_says_what_its_numbers_are(tmp_path: Path) -> None:
+    """Every stage on the demo's realistic cohort; learning itself is judged in test_end_to_end (more patients)."""
     ctx = run_demo(tmp_path / "demo", SMALL)
     assert set(ctx.results) == {"tile", "extract", "crossval", "train", "deploy", "heatmaps", "report"}
+    crossval = [h for h in ctx.headlines if "cross-validation (held-out folds, pooled)" in h]
+    assert len(crossval) == 1
+    assert "95% CI" in crossval[0] and "per fold" in crossval[0] and " +- " in crossval[0]
+    assert "mean-pool + logistic regression, same folds: AUROC" in crossval[0]
     external = [h for h in ctx.headlines if "external validation" in h]
-    assert len(external) == 1
-    auroc = float(external[0].split("AUROC ")[1].split()[0])
-    assert auroc >= 0.9, external
+    assert len(external) == 1 and "95% CI" in external[0]
     report = ctx.results["report"]
     html = Path(report).read_text()
     assert "Heatmaps" in html and "Performance" in html and "Cohort" in html

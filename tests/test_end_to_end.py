@@ -1,4 +1,9 @@
-"""Slides to external validation: tile + extract, 3-fold crossval, fold-ensemble deploy on a stain-shifted cohort, stats."""
+"""Slides to external validation: tile + extract, 3-fold crossval, fold-ensemble deploy on a stain-shifted cohort, stats.
+
+The cohorts are the realistic kind (demo/synthetic.py): the signal is nuclear morphology in about
+7% of a positive patient's tiles, and slide-mean colour does not give it away, so mean pooling
+fails where the MIL head must not.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,12 @@ from slidepredict.features import ExtractSettings, extract
 from slidepredict.demo.synthetic import make_cohort
 from slidepredict.tiling import TilingSettings
 from slidepredict.training import TrainSettings, crossval, pooled_auroc
+from slidepredict.training.folds import baseline_auroc
 
-SLIDE = {"width": 1536, "height": 1024}  # 768 x 512 um at 0.5 um/px
-TILES = TilingSettings(tile_um=128.0, tile_px=64)
-TRAIN = TrainSettings(model="attention", steps=300, min_steps=100, bag_size=128)
-MIN_EXTERNAL_AUROC = 0.9  # what the demo promises on the shifted external cohort
+TILES = TilingSettings(tile_um=128.0, tile_px=128)  # 1 um/px: nuclear size is visible
+TRAIN = TrainSettings(model="attention")  # the default recipe
+MIN_AUROC = 0.85
+MIN_MARGIN = 0.2  # over the mean-pool baseline on the same folds
 
 
 def _features(cohort_root: Path, slides_dir: Path) -> Path:
@@ -31,16 +37,17 @@ def _features(cohort_root: Path, slides_dir: Path) -> Path:
 
 @pytest.mark.slow
 def test_crossval_then_deploy_fold_ensemble_on_shifted_external_cohort(tmp_path: Path) -> None:
-    internal = make_cohort(tmp_path / "internal", n_patients=18, seed=1, **SLIDE)
-    external = make_cohort(tmp_path / "external", n_patients=16, seed=2, stain_shift=0.5, prefix="EXT", **SLIDE)
+    internal = make_cohort(tmp_path / "internal", n_patients=30, seed=1)
+    external = make_cohort(tmp_path / "external", n_patients=16, seed=2, stain_shift=0.3, prefix="EXT")
     train_feats = _features(internal.root, internal.slides_dir)
     ext_feats = _features(external.root, external.slides_dir)
 
     cohort = build_cohort(train_feats, internal.slide_table, internal.clini_table, target="MSI")
-    assert len(cohort) == 18 and cohort.spec.encoder == "stain-texture"
-    pooled = crossval(cohort, tmp_path / "cv", TRAIN, folds=3)
-    assert sorted(pooled["fold"].unique()) == [0, 1, 2] and len(pooled) == 18
+    assert len(cohort) == 30 and cohort.spec.encoder == "stain-texture"
+    pooled = crossval(cohort, tmp_path / "cv", TRAIN, folds=3, baseline="mean-pool")
+    assert sorted(pooled["fold"].unique()) == [0, 1, 2] and len(pooled) == 30
     internal_auroc = pooled_auroc(pooled, "MSI", cohort.categories)
+    reference = baseline_auroc(tmp_path / "cv", "mean-pool", "MSI")
 
     out = tmp_path / "deploy"
     runner = CliRunner()
@@ -66,7 +73,8 @@ def test_crossval_then_deploy_fold_ensemble_on_shifted_external_cohort(tmp_path:
     per_fold = table[(table["metric"] == "auroc") & (table["class"] == "MSI") & (table["group"] != "pooled")]
     assert len(per_fold) == 3
 
-    print(f"internal crossval AUROC {internal_auroc:.3f}; external fold-ensemble {head['text']}; "
-          f"external per fold {per_fold['value'].round(3).tolist()}")
+    print(f"internal crossval AUROC {internal_auroc:.3f} (mean-pool baseline {reference:.3f}); external fold-ensemble "
+          f"{head['text']}; external per fold {per_fold['value'].round(3).tolist()}")
     assert head["ci_low"] <= head["value"] <= head["ci_high"]
-    assert head["value"] >= MIN_EXTERNAL_AUROC
+    assert internal_auroc >= MIN_AUROC and internal_auroc >= reference + MIN_MARGIN
+    assert head["value"] >= MIN_AUROC

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from slidepredict.core.errors import SlidePredictError
 from slidepredict.slide import open_slide
-from slidepredict.demo.synthetic import render_he, write_pyramid
+from slidepredict.demo.synthetic import SlideLook, render_he, write_pyramid
 from slidepredict.tiling.tissue import TissueParams, mask_from_rgb, tissue_mask
 
 
@@ -56,7 +56,7 @@ def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 @pytest.mark.parametrize(("width", "height"), [(4096, 3072), (768, 576)])
 def test_mask_matches_synthetic_ground_truth(width: int, height: int) -> None:
     """Resection-sized and biopsy-sized (384 x 288 um) synthetic tissue are both found."""
-    rgb, truth, _ = render_he(np.random.default_rng(4), width, height, 0.5)
+    rgb, truth, _ = render_he(np.random.default_rng(4), width, height, 0.5, look=SlideLook())
     um_per_px = 4.0 if width > 1000 else 2.0
     step = int(um_per_px / 0.5)
     mask, modality = mask_from_rgb(rgb[::step, ::step], um_per_px)
@@ -65,7 +65,7 @@ def test_mask_matches_synthetic_ground_truth(width: int, height: int) -> None:
 
 
 def test_pen_ink_is_removed() -> None:
-    rgb, truth, _ = render_he(np.random.default_rng(8), 2048, 1536, 0.5)
+    rgb, truth, _ = render_he(np.random.default_rng(8), 2048, 1536, 0.5, look=SlideLook())  # pale looks: issue 13
     inked = rgb.copy()
     inked[700:760, 200:1800] = (40, 140, 60)  # green marker across tissue and glass
     inked[200:1400, 1000:1050] = (30, 60, 170)  # blue marker

@@ -4,9 +4,15 @@ Colour follows the Beer-Lambert model with the Ruifrok-Johnston stain vectors: e
 ``I0 * exp(-(cH * h + cE * e))`` from a hematoxylin and an eosin concentration. So colour
 deconvolution recovers the stains exactly as on a real slide. Tissue is one to three irregular
 blobs of eosin-stained stroma with fibrous texture, scattered nuclei and, now and then, a dense
-aggregate of small lymphocyte-like nuclei. The planted "tumour-like" signal is a compact region
-with denser, larger, darker and more irregular nuclei and less eosin: visible in stain
-statistics, texture and nuclear density, but random in placement and shape.
+aggregate of small lymphocyte-like nuclei.
+
+The planted "tumour-like" signal is morphology, not colour: a compact region (by default 8% of
+the tissue) of larger, more irregular nuclei, placed more sparsely so that the share of the
+region covered by hematoxylin, and the eosin, stay what they are around it. A tile's mean colour
+barely moves; its nuclear size and texture do. Every slide also gets its own staining intensity,
+stain hue and nuclear density and size (:class:`SlideLook`), and that slide-to-slide variation
+is larger than anything the signal does to a slide's mean colour, so neither colour nor a
+slide-mean feature finds the positive patients; a method has to find the few tiles that differ.
 Everything is drawn from ``numpy.random.default_rng(seed)``, so a seed fixes the slide.
 """
 
@@ -29,6 +35,30 @@ STAIN_SHIFT_H = np.array([0.25, -0.10, -0.15])  # direction a staining protocol 
 STAIN_SHIFT_E = np.array([0.30, -0.15, 0.20])
 LOW_DS = 16  # downsample of the shape/ground-truth grid
 TILE = 256  # TIFF tile size
+SIGNAL_FRACTION = 0.10  # share of a positive slide's tissue in the planted region
+SIGNAL_RADIUS = 2.0  # planted nuclei are this much larger (radius), and sparser by its square
+SIGNAL_IRREGULARITY = 0.45  # SD of log elongation of planted nuclei (0.18 elsewhere)
+
+
+@dataclass(frozen=True)
+class SlideLook:
+    """How one slide differs from the next regardless of class: staining and nuclear density and size.
+
+    The defaults are the reference slide; :meth:`draw` gives the per-slide variation of a cohort,
+    which moves a slide's mean colour far more than the planted signal does.
+    """
+
+    hema: float = 1.0  # hematoxylin staining intensity (concentration factor)
+    eosin: float = 1.0
+    stain_shift: float = 0.0  # added to the cohort's protocol shift (see stain_vectors)
+    density: float = 1.0  # nuclear density factor
+    radius: float = 1.0  # nuclear size factor
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> "SlideLook":
+        h, e, shift, d, r = rng.normal(0.0, (0.15, 0.15, 0.06, 0.25, 0.2))
+        return cls(hema=float(np.exp(h)), eosin=float(np.exp(e)), stain_shift=float(shift), density=float(np.exp(d)),
+                   radius=float(np.exp(r)))
 
 
 @dataclass
@@ -132,9 +162,10 @@ def _stamp(radius: float, elong: float, angle: float) -> np.ndarray:
 
 
 def _draw_nuclei(
-    canvas: np.ndarray, rng: np.random.Generator, density: np.ndarray, radius: np.ndarray, dark: np.ndarray, mpp: float
+    canvas: np.ndarray, rng: np.random.Generator, density: np.ndarray, radius: np.ndarray, dark: np.ndarray,
+    irregular: np.ndarray, mpp: float,
 ) -> None:
-    """Place nuclei by a Poisson process of per-um^2 ``density`` (low grid); size and darkness per location."""
+    """Place nuclei by a Poisson process of per-um^2 ``density`` (low grid); size, darkness, shape per location."""
     h, w = canvas.shape
     cell_um2 = (LOW_DS * mpp) ** 2
     counts = rng.poisson(density * cell_um2)
@@ -144,7 +175,7 @@ def _draw_nuclei(
     ys = ((gy + rng.random(len(gy))) * LOW_DS).astype(np.int64)
     xs = ((gx + rng.random(len(gx))) * LOW_DS).astype(np.int64)
     rad_um = radius[gy, gx] * rng.lognormal(0.0, 0.15, len(gy))
-    elong = np.exp(np.abs(rng.normal(0.0, 0.18, len(gy))))
+    elong = np.exp(np.abs(rng.normal(0.0, 1.0, len(gy)) * irregular[gy, gx]))
     angle = rng.integers(0, 8, len(gy)) * (np.pi / 8)
     amp = dark[gy, gx] * rng.uniform(0.8, 1.2, len(gy))
     pad = int(np.ceil(rad_um.max(initial=1.0) / mpp * 1.6)) + 2
@@ -172,45 +203,50 @@ def render_he(
     mpp: float,
     *,
     signal: bool = False,
-    signal_fraction: float = 0.15,
+    signal_fraction: float = SIGNAL_FRACTION,
     stain_shift: float = 0.0,
     tissue: bool = True,
+    look: SlideLook | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RGB uint8 (height, width, 3), tissue mask and signal mask on the LOW_DS grid."""
+    """RGB uint8 (height, width, 3), tissue mask and signal mask on the LOW_DS grid.
+
+    ``look`` None draws the slide's own staining and nuclei (:meth:`SlideLook.draw`) from ``rng``.
+    """
+    look = SlideLook.draw(rng) if look is None else look
     low = (int(np.ceil(height / LOW_DS)), int(np.ceil(width / LOW_DS)))
     tissue_low = _tissue_field(rng, low) > 0 if tissue else np.zeros(low, dtype=bool)
     signal_low = np.zeros(low, dtype=bool)
     if signal and tissue_low.any():
         signal_low = _signal_region(rng, tissue_low, signal_fraction)
     t_soft = ndimage.gaussian_filter(tissue_low.astype(np.float32), 0.7)
-    s_soft = ndimage.gaussian_filter(signal_low.astype(np.float32), 1.0)
-    # Nuclei: sparse stroma, sometimes a lymphoid aggregate, dense large dark nuclei in the signal.
-    density = (1 / 300.0) * np.exp(0.3 * _smooth_noise(rng, low, 4.0)) * tissue_low
-    radius = np.full(low, 3.2, dtype=np.float32)
+    # Nuclei: sparse in stroma, sometimes a lymphoid aggregate; in the signal larger, irregular and
+    # sparser by the square of their size, so hematoxylin covers the same share of the tissue.
+    density = (look.density / 300.0) * np.exp(0.3 * _smooth_noise(rng, low, 4.0)) * tissue_low
+    radius = np.full(low, 3.2 * look.radius, dtype=np.float32)
     dark = np.full(low, 1.0, dtype=np.float32)
+    irregular = np.full(low, 0.18, dtype=np.float32)
     if tissue_low.any() and rng.random() < 0.6:
         lymph = (_smooth_noise(rng, low, 2.5) > 2.0) & tissue_low & ~signal_low
         density = np.where(lymph, 1 / 60.0, density)
         radius = np.where(lymph, 2.3, radius)
         dark = np.where(lymph, 1.25, dark)
-    density = np.where(signal_low, 1 / 85.0, density)
-    radius = np.where(signal_low, 4.8, radius)
-    dark = np.where(signal_low, 1.45, dark)
+    density = np.where(signal_low, density / SIGNAL_RADIUS**2, density)
+    radius = np.where(signal_low, radius * SIGNAL_RADIUS, radius)
+    irregular = np.where(signal_low, SIGNAL_IRREGULARITY, irregular)
     nuclei = np.zeros((height, width), dtype=np.float32)
-    _draw_nuclei(nuclei, rng, density, radius, dark, mpp)
+    _draw_nuclei(nuclei, rng, density, radius, dark, irregular, mpp)
     # Stroma: fibrous eosin (anisotropic noise at 1/4 resolution), paler where tumour cells crowd it out.
     q = (int(np.ceil(height / 4)), int(np.ceil(width / 4)))
     fibres = _smooth_noise(rng, q, (1.2, 4.0)) + 0.6 * _smooth_noise(rng, q, (4.0, 1.2))
     t_full = _upsample(t_soft, (height, width))
-    s_full = _upsample(s_soft, (height, width))
-    c_e = t_full * (0.42 + 0.12 * _upsample(fibres, (height, width))) * (1.0 - 0.4 * s_full)
-    c_h = t_full * 0.06 + 1.1 * nuclei
+    c_e = t_full * (0.42 + 0.12 * _upsample(fibres, (height, width))) * look.eosin
+    c_h = (t_full * 0.06 + 1.1 * nuclei) * look.hema
     np.clip(c_e, 0, None, out=c_e)
     i0 = rng.standard_normal((height, width), dtype=np.float32)
     i0 *= 2.5
     i0 += 244.0
     rgb = np.empty((height, width, 3), dtype=np.uint8)
-    for ch, (hv, ev) in enumerate(zip(*stain_vectors(stain_shift))):
+    for ch, (hv, ev) in enumerate(zip(*stain_vectors(stain_shift + look.stain_shift))):
         od = c_h * np.float32(-hv)
         od -= c_e * np.float32(ev)
         np.exp(od, out=od)
@@ -255,13 +291,19 @@ def make_slide(
     mpp: float = 0.5,
     signal: bool = False,
     stain_shift: float = 0.0,
-    signal_fraction: float = 0.15,
+    signal_fraction: float = SIGNAL_FRACTION,
     tissue: bool = True,
+    look: SlideLook | None = None,
 ) -> SyntheticSlide:
-    """Write one synthetic slide; ``tissue=False`` gives empty glass (for the no-tissue error path)."""
+    """Write one synthetic slide; ``tissue=False`` gives empty glass (for the no-tissue error path).
+
+    ``look`` fixes the slide's staining and nuclei (``SlideLook()`` is the reference slide); None
+    draws them from the seed, as a cohort's slides do.
+    """
     rng = np.random.default_rng(seed)
     rgb, tissue_low, signal_low = render_he(
-        rng, width, height, mpp, signal=signal, signal_fraction=signal_fraction, stain_shift=stain_shift, tissue=tissue
+        rng, width, height, mpp, signal=signal, signal_fraction=signal_fraction, stain_shift=stain_shift, tissue=tissue,
+        look=look,
     )
     out = write_pyramid(path, rgb, mpp)
     return SyntheticSlide(path=out, mpp=mpp, signal_mask=signal_low, tissue_mask=tissue_low, seed=seed)
@@ -284,13 +326,18 @@ def make_cohort(
     target: str = "MSI",
     classes: tuple[str, ...] = ("MSS", "MSI"),
     slides_per_patient: int = 1,
-    width: int = 2048,
-    height: int = 1536,
+    width: int = 3072,
+    height: int = 2048,
     mpp: float = 0.5,
-    signal_fraction: float = 0.15,
+    signal_fraction: float = SIGNAL_FRACTION,
     prefix: str = "SYN",
+    label_noise: float = 0.0,
 ) -> SyntheticCohort:
     """Patients of the positive class (``classes[1]``) carry the planted signal on every slide.
+
+    ``label_noise`` is the share of positive patients without the signal and of negative patients
+    with a small region (half ``signal_fraction``), as a biomarker that morphology does not always
+    show; the ground truth records where the signal really is.
 
     Writes ``slides/``, ``clini.csv`` (PATIENT, target), ``slide.csv`` (PATIENT, FILENAME) and
     ``ground_truth.npz`` (one signal mask per slide stem, plus ``signal_scale``).
@@ -306,6 +353,10 @@ def make_cohort(
     positive = np.zeros(n_patients, dtype=bool)
     positive[rng.permutation(n_patients)[:n_pos]] = True
     seeds = rng.integers(0, 2**31 - 1, size=(n_patients, slides_per_patient))
+    carries, fraction = positive.copy(), np.full(n_patients, signal_fraction)
+    for group, to in ((np.flatnonzero(positive), False), (np.flatnonzero(~positive), True)):
+        flip = rng.permutation(group)[: int(round(label_noise * len(group)))]
+        carries[flip], fraction[flip] = to, signal_fraction / 2
     cohort = SyntheticCohort(
         root=root, slides_dir=slides_dir, clini_table=root / "clini.csv", slide_table=root / "slide.csv",
         ground_truth=root / "ground_truth.npz", target=target, classes=tuple(classes),
@@ -316,7 +367,7 @@ def make_cohort(
         cohort.labels[patient] = classes[int(positive[i])]
         slide = make_slide(
             slides_dir / f"{patient}-{k + 1}.tif", seed=int(seeds[i, k]), width=width, height=height, mpp=mpp,
-            signal=bool(positive[i]), stain_shift=stain_shift, signal_fraction=signal_fraction,
+            signal=bool(carries[i]), stain_shift=stain_shift, signal_fraction=float(fraction[i]),
         )
         cohort.slides.setdefault(patient, []).append(slide)
     _write_csv(cohort.clini_table, ["PATIENT", target], [[p, c] for p, c in cohort.labels.items()])

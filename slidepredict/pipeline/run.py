@@ -80,10 +80,13 @@ def _crossval(ctx: RunContext) -> str | None:
         return None
     for line in stages.crossval(**resolve(ctx.cfg, "crossval")):
         log.info(line)
+    from slidepredict.training.folds import baseline_note
+
     lines = []
     for target in _targets(ctx):
         figures = stages.stats(**resolve(ctx.cfg, "stats", target)).headline
         headline = figures["text"] + (f"; per fold {figures['per_group']}" if figures.get("per_group") else "")
+        headline += baseline_note(ctx.layout.crossval(target), t.baseline_pooling(), target)
         ctx.headlines.append(f"{target} cross-validation (held-out folds, pooled): {headline}")
         lines.append(f"{target}: {headline}")
     return "; ".join(lines)

@@ -37,7 +37,8 @@ class ModelMeta:
     val_patients: list[str] = field(default_factory=list)
     train_config: dict[str, Any] = field(default_factory=dict)
     best_step: int = -1
-    best_val_loss: float = float("nan")
+    monitor: str = ""  # the inner-validation score that chose the weights (lower is better)
+    best_val_score: float = float("nan")
     slidepredict_version: str = __version__
     format: int = CHECKPOINT_FORMAT
 

@@ -18,7 +18,7 @@ class LitMIL(L.LightningModule):
     def __init__(
         self, model: str, in_dim: int, n_classes: int, model_hparams: dict[str, Any] | None = None,
         class_weights: list[float] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
-        feature_noise: float = 0.0,
+        feature_noise: float = 0.0, bag_shift: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -34,6 +34,9 @@ class LitMIL(L.LightningModule):
         if self.hparams.feature_noise > 0:  # in standard deviations of each feature: no bag is seen twice alike
             noise = torch.randn_like(batch.feats) * (self.hparams.feature_noise * self.head.feat_std)
             batch.feats = batch.feats + noise * batch.mask.unsqueeze(-1)
+        if self.hparams.bag_shift > 0:  # one offset for all tiles of a bag: a slide's overall look is no cue
+            shift = torch.randn_like(batch.feats[:, :1]) * (self.hparams.bag_shift * self.head.feat_std)
+            batch.feats = batch.feats + shift * batch.mask.unsqueeze(-1)
         loss = self.head.loss(self(batch), batch.labels, batch.mask, self.class_weights)
         self.log("train_loss", loss, on_step=True, on_epoch=False, batch_size=len(batch.labels))
         return loss
@@ -42,7 +45,12 @@ class LitMIL(L.LightningModule):
         self._val.append((self(batch).logits.detach(), batch.labels))
 
     def on_validation_epoch_end(self) -> None:
-        """Patient-level weighted CE over the whole inner validation set (the early-stopping signal)."""
+        """Patient-level weighted CE and Brier score over the whole inner validation set.
+
+        The Brier score is what early stopping and the choice of start watch: it is bounded, so a
+        patient whose label the slides do not show (label noise) cannot outweigh all the others
+        the way one confident mistake does in the cross-entropy.
+        """
         if not self._val:
             return
         logits = torch.cat([v[0] for v in self._val])
@@ -50,6 +58,7 @@ class LitMIL(L.LightningModule):
         self._val.clear()
         loss = torch.nn.functional.cross_entropy(logits, labels, weight=self.class_weights)
         self.log("val_loss", loss, prog_bar=True)
+        self.log("val_brier", weighted_brier(logits, labels, self.class_weights))
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -57,6 +66,14 @@ class LitMIL(L.LightningModule):
             opt, max_lr=self.hparams.lr, total_steps=max(1, int(self.trainer.estimated_stepping_batches))
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def weighted_brier(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Class-weighted mean multi-class Brier score (sum over classes; a constant 1/K prediction scores 1 - 1/K)."""
+    probs = torch.softmax(logits.float(), -1)
+    per = ((probs - torch.nn.functional.one_hot(labels, probs.shape[-1]).float()) ** 2).sum(-1)
+    w = torch.ones_like(per) if weights is None else weights[labels]
+    return (per * w).sum() / w.sum()
 
 
 class KeepBest(L.Callback):

@@ -3,7 +3,7 @@ section (:class:`TrainingSettings`), which adds targets, folds and which models 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import field_validator
 
@@ -30,8 +30,12 @@ class TrainSettings(Settings):
     patience: int = setting(8, "Validations without improvement before stopping.", gt=0)
     feature_noise: float = setting(
         0.5, "Gaussian noise added to training tiles, in standard deviations of each feature (augmentation).", ge=0)
+    bag_shift: float = setting(
+        0.0, "One Gaussian offset per training bag and feature, in standard deviations (augmentation): a "
+        "patient's overall colour or look stops being a cue, the differences between its tiles stay.", ge=0)
     restarts: int = setting(
-        3, "Initialisations tried for `min_steps` each; the best on the inner validation split is trained on.", ge=1)
+        3, "Initialisations tried for `min_steps` each; the best on the inner validation split is trained on. "
+        "When none beats chance there, as many again are tried.", ge=1)
     # the optimiser and the inner validation split
     lr: float = setting(1e-3, "Peak learning rate (AdamW, one-cycle schedule over `steps`).", gt=0)
     weight_decay: float = setting(1e-2, "AdamW weight decay.", ge=0)
@@ -62,6 +66,13 @@ class TrainingSettings(TrainSettings):
     crossval: bool = setting(True, "Run k-fold cross-validation.", run_only="`slidepredict crossval` always cross-validates")
     train: bool = setting(True, "Train one model on all patients for deployment.",
                           run_only="`slidepredict train` always trains")
+    baseline: Literal["mean-pool", "max-pool", "none"] = setting(
+        "mean-pool", "Reference fitted on the same folds (pooled tile features + logistic regression), "
+        "printed next to the head's AUROC; a head that does not beat mean-pool has not shown localised signal.")
+
+    def baseline_pooling(self) -> str | None:
+        """The baseline's pooling, or None when switched off."""
+        return None if self.baseline == "none" else self.baseline
 
     @field_validator("targets")
     @classmethod

@@ -14,7 +14,7 @@ from slidepredict.cohort.build import build_cohort
 from slidepredict.core.settings import ALL_TARGETS, for_target
 from slidepredict.core.errors import ConfigError
 from slidepredict.layout import PREDS_FILE, fold_dir
-from slidepredict.training.folds import crossval, pooled_auroc, train_final
+from slidepredict.training.folds import baseline_note, crossval, pooled_auroc, train_final
 from slidepredict.training.settings import TrainingSettings
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ def run_targets(
             crossval(labelled, out / target, training, folds=training.folds, fold=fold)
             yield f"{target}: fold {fold} of {training.folds} done -> {fold_dir(out / target, fold)}"
         else:
-            preds = crossval(labelled, out / target, training, folds=training.folds)
+            pooling = training.baseline_pooling()
+            preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling)
             auc = pooled_auroc(preds, target, labelled.categories)
             yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled AUROC "
-                   f"{auc:.3f} -> {out / target / PREDS_FILE}")
+                   f"{auc:.3f}{baseline_note(out / target, pooling, target)} -> {out / target / PREDS_FILE}")
