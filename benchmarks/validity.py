@@ -31,16 +31,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from slidepredict.cohort import build_cohort
 from slidepredict.core.progress import set_quiet
 from slidepredict.demo.planted import PlantedSpec, make_planted_cohort
 from slidepredict.mil import list_mil
 from slidepredict.training import TrainSettings, crossval, load_model, predict_bag, predict_cohort
+from slidepredict.training.baseline import baseline_crossval, fit_pooled, pooled_features
 
 FOLDS = 5
 QUICK = [(40, 0.10, 0.0), (40, 0.05, 0.0)]
@@ -58,14 +56,10 @@ def bootstrap_ci(y: np.ndarray, s: np.ndarray, n: int = 1000, seed: int = 0) -> 
     return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
-def pooled(cohort, reduce) -> np.ndarray:  # type: ignore[no-untyped-def]
-    return np.stack([reduce(cohort.load_bag(p)[0]) for p in cohort.patients])
-
-
 def best_mean_feature(spec: PlantedSpec, root: Path) -> float:
     made = make_planted_cohort(root, replace(spec, n_patients=400, seed=spec.seed + 500))
     big = build_cohort(made.features, made.slide_table, made.clini_table, target=made.target)
-    means, y = pooled(big, lambda f: f.mean(0)), big.labels
+    means, y = pooled_features(big, "mean-pool"), big.labels
     return max(max(a, 1 - a) for a in (roc_auc_score(y, means[:, j]) for j in range(means.shape[1])))
 
 
@@ -77,16 +71,17 @@ def summarise(name: str, y: np.ndarray, s: np.ndarray, folds: np.ndarray, ext: f
 
 
 def baselines(train, external, splits, out: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    """The two references on the heads' folds; externally, the mean of the fold models' probabilities."""
     index = {p: i for i, p in enumerate(train.patients)}
-    for name, reduce in (("mean-pool + LR", lambda f: f.mean(0)), ("max-pool + LR", lambda f: f.max(0))):
-        x, x_ext = pooled(train, reduce), pooled(external, reduce)
-        s, folds, ext = np.zeros(len(train)), np.zeros(len(train), dtype=int), []
-        for k, split in enumerate(splits):
-            tr, te = [index[p] for p in split["train"]], [index[p] for p in split["test"]]
-            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x[tr], train.labels[tr])
-            s[te], folds[te] = model.predict_proba(x[te])[:, 1], k
-            ext.append(model.predict_proba(x_ext)[:, 1])
-        out.append(summarise(name, train.labels, s, folds, roc_auc_score(external.labels, np.mean(ext, 0)), "-"))
+    for pooling in ("mean-pool", "max-pool"):
+        held_out = baseline_crossval(train, splits, pooling).set_index("PATIENT").loc[train.patients]
+        x, x_ext = pooled_features(train, pooling), pooled_features(external, pooling)
+        ext = []
+        for split in splits:
+            rows = [index[p] for p in split["train"]]
+            ext.append(fit_pooled(x[rows], train.labels[rows]).predict_proba(x_ext)[:, 1])
+        out.append(summarise(f"{pooling} + LR", train.labels, held_out[f"{train.target}_POS"].to_numpy(),
+                             held_out["fold"].to_numpy(), roc_auc_score(external.labels, np.mean(ext, 0)), "-"))
 
 
 def localisation(cv_dir: Path, train, witness: dict[str, np.ndarray], splits) -> str:  # type: ignore[no-untyped-def]

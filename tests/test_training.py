@@ -48,7 +48,9 @@ def _cli(*args: object) -> object:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_mil())
 def test_each_head_finds_planted_signal(tmp_path: Path, name: str) -> None:
-    """Signal in 20% of the tiles of positive patients: patient AUROC >= 0.9; attention points at those tiles."""
+    """Smoke test per head (20% of tiles, strong enough to show in patient means too): every head trains and
+    predicts; attention points at the planted tiles. Whether heads learn weak, localised signals is judged
+    in test_validity.py and benchmarks/validity.py, on cohorts where patient means give nothing away."""
     clini, slides, feats, truth = make_feature_cohort(tmp_path, n_patients=36, n_tiles=48, dim=32, signal_fraction=0.2, strength=4.0)
     cohort = build_cohort(feats, slides, clini, target="TARGET")
     config = TrainSettings(model=name, steps=60, val_every=10, min_steps=60, lr=2e-3, batch_size=4, bag_size=32)

@@ -17,11 +17,18 @@ def init(
     """Write a commented config template to FOLDER/config.yaml."""
     from slidepredict.config import template_yaml
 
+    from slidepredict.core.atomic import write_text_atomic
+    from slidepredict.core.batch import check_writable
+    from slidepredict.core.errors import SlidePredictError
+
     target = folder / "config.yaml"
     if target.exists() and not force:
         fail(f"{target} already exists; edit it, or pass --force to overwrite it")
-    folder.mkdir(parents=True, exist_ok=True)
-    target.write_text(template_yaml())
+    try:
+        check_writable(folder)
+    except SlidePredictError as exc:
+        fail(str(exc))
+    write_text_atomic(target, template_yaml())
     typer.echo(f"Wrote {target}. Edit the paths and targets, then: slidepredict run {target}")
 
 
@@ -32,9 +39,13 @@ def run(
 ) -> None:
     """Run every configured stage in order, skipping work already complete."""
     from slidepredict.config import load_config
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.pipeline.run import run_workflow
 
-    ctx = run_workflow(load_config(config), only=stage or None)
+    try:
+        ctx = run_workflow(load_config(config), only=stage or None)
+    except SlidePredictError as exc:
+        fail(str(exc))
     _print_outcome(ctx)
 
 
@@ -43,9 +54,16 @@ def demo(
     out: Path = typer.Option(Path("demo-run"), "--out", help="Folder for the generated data and the run."),
 ) -> None:
     """Generate a synthetic cohort with a planted signal and run the whole workflow offline."""
+    from slidepredict.core.batch import check_writable
+    from slidepredict.core.errors import SlidePredictError
     from slidepredict.demo.run import run_demo
 
-    _print_outcome(run_demo(out))
+    try:
+        check_writable(out)
+        ctx = run_demo(out)
+    except SlidePredictError as exc:
+        fail(str(exc))
+    _print_outcome(ctx)
 
 
 def _print_outcome(ctx) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ from slidepredict.featurefile import (
     read_bag_rows,
 )
 from slidepredict.slide import slide_stem
-from slidepredict.cohort.tables import read_table, require_columns
+from slidepredict.cohort.tables import integer_ids, read_table, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ def _slide_files(slide_table: Path | None, index: dict[str, list[Path]], patient
         return out, set(out)  # type: ignore[return-value]
     st = read_table(slide_table)
     require_columns(st, [patient_col, filename_col], slide_table, "slide table")
+    st[patient_col] = integer_ids(st[patient_col], slide_table, patient_col)
     incomplete = st[st[patient_col].isna() | st[filename_col].isna()]
     drops.add(f"slide-table rows without {patient_col} or {filename_col}", [str(i + 2) for i in incomplete.index])
     st = st.drop(incomplete.index).drop_duplicates([patient_col, filename_col])
@@ -197,6 +198,7 @@ def _labels(clini_table: Path, target: str | None, patient_col: str, categories:
     if target is not None:
         require_columns(ct, [target], clini_table, "target")
     ct = ct.dropna(subset=[patient_col])
+    ct[patient_col] = integer_ids(ct[patient_col], clini_table, patient_col)
     rows: dict[str, str | None] = dict.fromkeys(ct[patient_col])
     if target is not None:
         labelled = ct[[patient_col, target]].dropna().drop_duplicates()
@@ -217,6 +219,7 @@ def _labels(clini_table: Path, target: str | None, patient_col: str, categories:
         return rows, []
     drops.add(f"patients without a value for '{target}'", [p for p, v in rows.items() if v is None])
     rows = {p: v for p, v in rows.items() if v is not None}
+    rows = _one_spelling(rows, target, clini_table, categories)  # type: ignore[arg-type]
     if categories:
         cats = [str(c) for c in categories]
         drops.add(f"patients whose '{target}' is not one of {', '.join(cats)}", [p for p, v in rows.items() if v not in cats])
@@ -224,6 +227,37 @@ def _labels(clini_table: Path, target: str | None, patient_col: str, categories:
     else:
         cats = _sorted_categories(list(rows.values()))  # type: ignore[arg-type]
     return rows, cats
+
+
+def _patients(n: int) -> str:
+    return f"{n} patient{'s' if n != 1 else ''}"
+
+
+def _one_spelling(rows: dict[str, str], target: str, path: Path, categories: Sequence[str] | None) -> dict[str, str]:
+    """Values that differ only in letter case ('msi-h', 'MSI-H') are one class or an error, never two classes.
+
+    With declared ``categories`` each is read as the declared spelling (a warning says so);
+    without, the error names both spellings and how many patients use each.
+    """
+    declared = {str(c).casefold(): str(c) for c in categories or ()}
+    spellings: dict[str, dict[str, int]] = {}
+    for v in rows.values():
+        spellings.setdefault(v.casefold(), {}).setdefault(v, 0)
+        spellings[v.casefold()][v] += 1
+    for key, seen in spellings.items():
+        if len(seen) < 2 and (key not in declared or declared[key] in seen):
+            continue
+        if key in declared:
+            log.warning("'%s' in %s: %s read as the declared category '%s'", target, path.name,
+                        ", ".join(f"'{v}'" for v in seen if v != declared[key]), declared[key])
+            rows = {p: declared[key] if v.casefold() == key else v for p, v in rows.items()}
+            continue
+        (a, na), (b, nb) = sorted(seen.items())[:2]
+        raise CohortError(
+            f"'{target}' in {path.name} has values that differ only in letter case: '{a}' ({_patients(na)}) and "
+            f"'{b}' ({_patients(nb)}); write one spelling, or declare the categories (--categories) to merge them"
+        )
+    return rows
 
 
 def build_cohort(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -86,7 +87,29 @@ def check_writable(folder: str | os.PathLike[str]) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SlidePredictError(f"cannot create output folder {path}: {exc.strerror}") from None
+        raise SlidePredictError(f"cannot create output folder {path}: {exc.strerror}; choose another --out") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise SlidePredictError(f"output folder {path} is not writable")
     return path
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """A command's output folder, checked before any work; a refused run leaves no folder it created.
+
+    Every command runs inside this (``pipeline/stages.py``), so an unwritable ``--out`` is one
+    line for all of them, and a run refused for its inputs (a :class:`SlidePredictError`)
+    removes the folder again if it made it and nothing was written there.
+    """
+    path = Path(folder)
+    made = [p for p in (path, *path.parents) if not p.exists()]  # what mkdir will create, deepest first
+    check_writable(path)
+    try:
+        yield path
+    except SlidePredictError:
+        for p in made:
+            try:
+                p.rmdir()  # only an empty folder goes
+            except OSError:
+                break
+        raise

@@ -6,9 +6,13 @@ with the same resolver; neither holds any stage logic of its own.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from slidepredict.core.batch import output_folder
 from slidepredict.core.settings import for_target
 
 if TYPE_CHECKING:
@@ -25,7 +29,25 @@ if TYPE_CHECKING:
     from slidepredict.stats.settings import StatsSettings
     from slidepredict.training.settings import TrainingSettings
 
+F = TypeVar("F", bound=Callable[..., Any])
 
+
+def writes(folder: Callable[[dict[str, Any]], Path] = lambda a: a["out"]) -> Callable[[F], F]:
+    """Run the stage inside :func:`~slidepredict.core.batch.output_folder` of ``folder(arguments)``."""
+    def wrap(fn: F) -> F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with output_folder(folder(bound.arguments)):
+                return fn(*args, **kwargs)
+        return run  # type: ignore[return-value]
+    return wrap
+
+
+@writes()
 def tile(slides: list[Path], out: Path, cohort: CohortSettings, tiling: TilingSettings, extract: ExtractSettings,
          shard: str | None = None) -> BatchResult:
     """Tissue detection and tile coordinates; ``tile_px: null`` follows the configured encoder."""
@@ -38,6 +60,7 @@ def tile(slides: list[Path], out: Path, cohort: CohortSettings, tiling: TilingSe
     return tile_many(paths, out, resolve_tile_px(tiling, get_encoder(extract.encoder).input_px), mpp=cohort.mpp)
 
 
+@writes()
 def extract(slides: list[Path], out: Path, cohort: CohortSettings, tiling: TilingSettings, extract: ExtractSettings,
             coords: Path | None = None, shard: str | None = None) -> BatchResult:
     """Feature files per slide (tiling first where no coordinates exist)."""
@@ -46,6 +69,7 @@ def extract(slides: list[Path], out: Path, cohort: CohortSettings, tiling: Tilin
     return run_extract(slides, out, extract, tiling=tiling, coords_dir=coords, shard=shard, mpp=cohort.mpp)
 
 
+@writes()
 def crossval(features: Path, out: Path, cohort: CohortSettings, training: TrainingSettings,
              fold: int | None = None) -> list[str]:
     """Patient-level k-fold cross-validation per target; one summary line per target."""
@@ -54,6 +78,7 @@ def crossval(features: Path, out: Path, cohort: CohortSettings, training: Traini
     return list(run_targets("crossval", features, out, cohort, training, fold=fold))
 
 
+@writes()
 def train(features: Path, out: Path, cohort: CohortSettings, training: TrainingSettings) -> list[str]:
     """The final model per target, trained on every patient."""
     from slidepredict.training.targets import run_targets
@@ -61,6 +86,7 @@ def train(features: Path, out: Path, cohort: CohortSettings, training: TrainingS
     return list(run_targets("train", features, out, cohort, training))
 
 
+@writes()
 def deploy(model: list[Path], features: Path, out: Path, cohort: CohortSettings, deploy: DeploySettings,
            training: TrainingSettings, stats: StatsSettings, target: str | None = None) -> DeployResult:
     """Apply one model or a fold ensemble to a cohort; statistics when it has labels."""
@@ -73,6 +99,7 @@ def deploy(model: list[Path], features: Path, out: Path, cohort: CohortSettings,
     )
 
 
+@writes()
 def stats(preds: list[Path], out: Path, stats: StatsSettings) -> StatsResult:
     """Metrics with bootstrap CIs from patient-preds.csv files."""
     from slidepredict.stats.api import compute_stats
@@ -80,6 +107,7 @@ def stats(preds: list[Path], out: Path, stats: StatsSettings) -> StatsResult:
     return compute_stats(preds, out, n_bootstrap=stats.n_bootstrap, seed=stats.seed, ci=stats.ci, positive=stats.positive)
 
 
+@writes()
 def heatmaps(model: Path, features: Path, out: Path, cohort: CohortSettings, heatmaps: HeatmapSettings,
              training: TrainingSettings) -> HeatmapRun:
     """Per-tile scores, overlays, top tiles and QuPath files for the cohort's slides."""
@@ -91,6 +119,7 @@ def heatmaps(model: Path, features: Path, out: Path, cohort: CohortSettings, hea
     )
 
 
+@writes(lambda a: Path(a["out"]).parent if a["out"] else a["run_dir"])
 def report(run_dir: Path, report: ReportSettings, out: Path | None = None) -> Path:
     """The HTML page of a run folder."""
     from slidepredict.report import build_report

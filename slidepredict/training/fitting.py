@@ -170,7 +170,7 @@ def fit(
     hparams = dict(
         model=config.model, in_dim=cohort.spec.dim, n_classes=len(cohort.categories),
         model_hparams=dict(config.model_hparams), lr=config.lr, weight_decay=config.weight_decay,
-        feature_noise=config.feature_noise, bag_shift=config.bag_shift,
+        feature_noise=config.feature_noise,
         class_weights=class_weights(train.labels, len(cohort.categories)),  # type: ignore[arg-type]
     )
     stats = feature_statistics(train, config.seed)

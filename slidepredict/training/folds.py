@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from slidepredict.core.atomic import write_text_atomic
+from slidepredict.core.batch import check_writable
 from slidepredict.cohort.build import Cohort
 from slidepredict.core.errors import CohortError, ConfigError
 from slidepredict.layout import COHORT_FILE, MODEL_FILE, PREDS_FILE, SPLITS_FILE, TRAIN_CONFIG_FILE, baseline_dir, fold_dir
@@ -37,8 +38,12 @@ def make_splits(cohort: Cohort, folds: int, seed: int) -> list[dict[str, list[st
     return out
 
 
-def load_or_make_splits(path: Path, cohort: Cohort, folds: int, seed: int) -> list[dict[str, list[str]]]:
-    """Reuse ``splits.json`` when it exists (so reruns and cluster jobs agree), refusing a stale one."""
+def load_or_make_splits(path: Path, cohort: Cohort, folds: int, seed: int) -> tuple[list[dict[str, list[str]]], bool]:
+    """The saved ``splits.json`` when it exists (so reruns and cluster jobs agree), else new splits.
+
+    Returns the splits and whether they are new; new ones are written by :func:`record_run`
+    once every input is known to be usable, so a refused run leaves no splits behind.
+    """
     if path.is_file():
         saved = json.loads(path.read_text())
         splits = saved["splits"]
@@ -49,30 +54,40 @@ def load_or_make_splits(path: Path, cohort: Cohort, folds: int, seed: int) -> li
                 f"{path} holds {len(splits)} folds over {len(had)} patients, but this run has {folds} folds over "
                 f"{len(cohort)} patients ({changed} differ); use a new --out folder or delete {path.name}"
             )
-        return splits
-    splits = make_splits(cohort, folds, seed)
-    write_text_atomic(path, json.dumps({"target": cohort.target, "folds": folds, "seed": seed, "splits": splits}, indent=1))
-    return splits
+        return splits, False
+    return make_splits(cohort, folds, seed), True
 
 
 def _guard_config(out_dir: Path, config: TrainSettings) -> None:
-    """Refuse to continue a run made with other model settings in the same folder."""
+    """Refuse to continue a run whose trained models were made with other model settings.
+
+    Only trained models count: settings recorded by a run that never got to train anything
+    (it failed, or was stopped) are simply replaced.
+    """
     path = out_dir / TRAIN_CONFIG_FILE
-    if path.is_file():
-        before = json.loads(path.read_text())
-        now = json.loads(json.dumps(config.model_settings()))
-        diff = sorted(k for k in now if before.get(k) != now[k])
-        if diff:
-            k = diff[0]
-            raise ConfigError(
-                f"{out_dir} was trained with {k}={before.get(k)!r}, this run asks for {k}={now[k]!r}; "
-                "use a new --out folder or delete the old one"
-            )
-    write_text_atomic(path, json.dumps(config.model_settings(), indent=1))
+    if not path.is_file() or not any(out_dir.rglob(MODEL_FILE)):
+        return
+    before = json.loads(path.read_text())
+    now = json.loads(json.dumps(config.model_settings()))
+    diff = sorted(k for k in now if before.get(k) != now[k])
+    if diff:
+        k = diff[0]
+        raise ConfigError(
+            f"{out_dir} was trained with {k}={before.get(k)!r}, this run asks for {k}={now[k]!r}; "
+            "use a new --out folder or delete the old one"
+        )
 
 
-def _write_cohort_summary(out_dir: Path, cohort: Cohort) -> None:
+def record_run(out_dir: Path, cohort: Cohort, config: TrainSettings,
+               splits: tuple[list[dict[str, list[str]]], int, int] | None = None) -> None:
+    """Write what identifies a training run (settings, cohort, new splits): only after its inputs passed every check."""
+    check_writable(out_dir)
+    write_text_atomic(out_dir / TRAIN_CONFIG_FILE, json.dumps(config.model_settings(), indent=1))
     write_text_atomic(out_dir / COHORT_FILE, json.dumps(cohort.summary(), indent=1))
+    if splits is not None:
+        chosen, folds, seed = splits
+        write_text_atomic(out_dir / SPLITS_FILE,
+                          json.dumps({"target": cohort.target, "folds": folds, "seed": seed, "splits": chosen}, indent=1))
 
 
 def crossval(
@@ -106,9 +121,11 @@ def crossval(
             f"class '{cat}' of target '{cohort.target}' has {n} patients, fewer than the {folds} folds; "
             f"use --folds {max(2, n)} or fewer"
         )
-    splits = load_or_make_splits(out_dir / SPLITS_FILE, cohort, folds, config.seed)
+    splits, new = load_or_make_splits(out_dir / SPLITS_FILE, cohort, folds, config.seed)
+    for k, split in enumerate(splits):
+        check_trainable(cohort.subset(split["train"]), why=f"for the inner validation split of fold {k}")
     _guard_config(out_dir, config)
-    _write_cohort_summary(out_dir, cohort)
+    record_run(out_dir, cohort, config, (splits, folds, config.seed) if new else None)
     frames = []
     for k in range(folds) if fold is None else [fold]:  # no outer bar: Lightning draws the per-epoch bar inside each fold
         log.info("%s: fold %d of %d", cohort.target, k + 1, folds)
@@ -140,8 +157,9 @@ def train_final(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSe
     """One model on all patients for deployment; skipped when ``model.ckpt`` already exists."""
     out_dir = Path(out_dir)
     ckpt = out_dir / MODEL_FILE
+    check_trainable(cohort)
     _guard_config(out_dir, config)
-    _write_cohort_summary(out_dir, cohort)
+    record_run(out_dir, cohort, config)
     if ckpt.is_file():
         log.info("%s exists, skipping training", ckpt)
         return ckpt

@@ -18,7 +18,7 @@ class LitMIL(L.LightningModule):
     def __init__(
         self, model: str, in_dim: int, n_classes: int, model_hparams: dict[str, Any] | None = None,
         class_weights: list[float] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
-        feature_noise: float = 0.0, bag_shift: float = 0.0,
+        feature_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -34,9 +34,6 @@ class LitMIL(L.LightningModule):
         if self.hparams.feature_noise > 0:  # in standard deviations of each feature: no bag is seen twice alike
             noise = torch.randn_like(batch.feats) * (self.hparams.feature_noise * self.head.feat_std)
             batch.feats = batch.feats + noise * batch.mask.unsqueeze(-1)
-        if self.hparams.bag_shift > 0:  # one offset for all tiles of a bag: a slide's overall look is no cue
-            shift = torch.randn_like(batch.feats[:, :1]) * (self.hparams.bag_shift * self.head.feat_std)
-            batch.feats = batch.feats + shift * batch.mask.unsqueeze(-1)
         loss = self.head.loss(self(batch), batch.labels, batch.mask, self.class_weights)
         self.log("train_loss", loss, on_step=True, on_epoch=False, batch_size=len(batch.labels))
         return loss

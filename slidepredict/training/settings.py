@@ -30,9 +30,6 @@ class TrainSettings(Settings):
     patience: int = setting(8, "Validations without improvement before stopping.", gt=0)
     feature_noise: float = setting(
         0.5, "Gaussian noise added to training tiles, in standard deviations of each feature (augmentation).", ge=0)
-    bag_shift: float = setting(
-        0.0, "One Gaussian offset per training bag and feature, in standard deviations (augmentation): a "
-        "patient's overall colour or look stops being a cue, the differences between its tiles stay.", ge=0)
     restarts: int = setting(
         3, "Initialisations tried for `min_steps` each; the best on the inner validation split is trained on. "
         "When none beats chance there, as many again are tried.", ge=1)
