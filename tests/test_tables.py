@@ -99,3 +99,16 @@ def test_declared_categories_merge_spellings(small: tuple[Path, Path, Path], cap
         cohort = build_cohort(feats, slides, clini, target="TARGET", categories=["neg", "pos"])
     assert cohort.categories == ["neg", "pos"] and cohort.class_counts() == {"neg": 4, "pos": 4}
     assert "'TARGET' in clini.csv: 'POS' read as the declared category 'pos'" in caplog.text
+
+
+def test_empty_and_broken_text_tables(tmp_path: Path) -> None:
+    empty, broken = tmp_path / "empty.csv", tmp_path / "broken.csv"
+    empty.write_text("\n")
+    broken.write_text('PATIENT,MSI\nA,"x\n')
+    with pytest.raises(CohortError) as e:
+        read_table(empty)
+    assert str(e.value) == f"{empty} is empty; it needs a header row and one row per patient or slide"
+    with pytest.raises(CohortError) as e:
+        read_table(broken)
+    assert str(e.value) == (f"{broken} is not a consistent table (Error tokenizing data. C error: EOF inside string "
+                            "starting at row 1); check for unquoted separators in cells")

@@ -50,10 +50,16 @@ def _read_text_table(path: Path) -> Any:
     import pandas as pd
 
     text, enc = _decode(path)
+    if not text.strip():
+        raise CohortError(f"{path} is empty; it needs a header row and one row per patient or slide")
     sep = sniff_separator(text)
     if sep != "," or enc != "utf-8-sig":
         log.debug("%s: read with separator %r, encoding %s", path.name, sep, enc)
-    return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, keep_default_na=True)
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, keep_default_na=True)
+    except pd.errors.ParserError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise CohortError(f"{path} is not a consistent table ({reason}); check for unquoted separators in cells") from None
 
 
 def read_table(path: str | os.PathLike[str]) -> Any:
