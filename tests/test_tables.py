@@ -112,3 +112,13 @@ def test_empty_and_broken_text_tables(tmp_path: Path) -> None:
         read_table(broken)
     assert str(e.value) == (f"{broken} is not a consistent table (Error tokenizing data. C error: EOF inside string "
                             "starting at row 1); check for unquoted separators in cells")
+
+
+def test_a_row_longer_than_the_header_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "clini.csv"
+    path.write_text("PATIENT,MSI\nP1,MSS\nP2,MSI-H,extra\n")
+    with pytest.raises(CohortError) as e:
+        read_table(path)
+    assert str(e.value) == f"{path}: row 3 has 3 fields but the header has 2; quote cells that contain the separator"
+    path.write_text("PATIENT,MSI\nP1,MSS,\n")  # a trailing empty field, as spreadsheets write, is fine
+    assert list(read_table(path).PATIENT) == ["P1"]

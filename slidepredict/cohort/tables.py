@@ -55,8 +55,14 @@ def _read_text_table(path: Path) -> Any:
     sep = sniff_separator(text)
     if sep != "," or enc != "utf-8-sig":
         log.debug("%s: read with separator %r, encoding %s", path.name, sep, enc)
+    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    width = len(next(rows))
+    for line, row in enumerate(rows, start=2):
+        if len(row) > width and any(cell.strip() for cell in row[width:]):
+            raise CohortError(f"{path}: row {line} has {len(row)} fields but the header has {width}; "
+                              "quote cells that contain the separator")
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, keep_default_na=True)
+        return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, keep_default_na=True, index_col=False)
     except pd.errors.ParserError as exc:
         reason = str(exc).strip().splitlines()[-1]
         raise CohortError(f"{path} is not a consistent table ({reason}); check for unquoted separators in cells") from None
