@@ -15,6 +15,7 @@ SPLITS_FILE = "splits.json"  # the patient folds of a cross-validation, written 
 TRAIN_CONFIG_FILE = "train-config.json"  # the model settings a training folder was made with
 COHORT_FILE = "cohort.json"  # who was trained on and why others were dropped
 FOLD_PREFIX = "fold-"
+OPERATING_FILE = "operating-point.json"  # cut-offs chosen on out-of-fold predictions, carried to deploy
 BASELINE_PREFIX = "baseline-"  # a pooled-features reference fitted on a cross-validation's folds
 COORDS_SUBDIR = "coords"  # tiling files `slidepredict extract` keeps in its output folder by default
 REPORT_FILE = "report.html"

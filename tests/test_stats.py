@@ -79,9 +79,9 @@ def test_point_metrics_equal_scikit_learn(tmp_path: Path) -> None:
     assert _value(t, "pooled", cls, "specificity", "0.5")["value"] == pytest.approx(tn / (tn + fp))
     fpr, tpr, thr = roc_curve(y, p)
     best = np.argmax(tpr - fpr)
-    assert _value(t, "pooled", cls, "threshold", "youden")["value"] == pytest.approx(thr[best])
-    assert _value(t, "pooled", cls, "sensitivity", "youden")["value"] == pytest.approx(tpr[best])
-    assert _value(t, "pooled", cls, "specificity", "youden")["value"] == pytest.approx(1 - fpr[best])
+    assert _value(t, "pooled", cls, "threshold", "youden-in-sample")["value"] == pytest.approx(thr[best])
+    assert _value(t, "pooled", cls, "sensitivity", "youden-in-sample")["value"] == pytest.approx(tpr[best])
+    assert _value(t, "pooled", cls, "specificity", "youden-in-sample")["value"] == pytest.approx(1 - fpr[best])
     fold0 = pd.read_csv(files[0])
     assert _value(t, "fold-0", cls, "auroc")["value"] == pytest.approx(
         roc_auc_score(fold0["isMSIH"] == cls, fold0[f"isMSIH_{cls}"]))

@@ -79,7 +79,7 @@ def test_crossval_layout_and_rerun_skips_done_folds(tiny: tuple[Path, Path, Path
     assert sorted(preds.PATIENT) == cohort.patients and set(preds.fold) == {0, 1}
     assert np.allclose(preds[["TARGET_neg", "TARGET_pos"]].sum(axis=1), 1.0)
     assert sorted(p.name for p in out.iterdir()) == [
-        "cohort.json", "fold-0", "fold-1", "patient-preds.csv", "splits.json", "train-config.json"]
+        "cohort.json", "fold-0", "fold-1", "operating-point.json", "patient-preds.csv", "splits.json", "train-config.json"]
     assert sorted(p.name for p in (out / "fold-0").iterdir()) == ["model.ckpt", "patient-preds.csv"]
     splits_before = (out / "splits.json").read_text()
     for k in range(2):  # test folds never took part in training or model selection

@@ -38,6 +38,6 @@ def deploy(
         typer.secho(f"Warning: {len(shared)} patients were in the training data of {name}", fg=typer.colors.YELLOW, err=True)
     if result.headline is not None:
         h = result.headline
-        typer.echo(f"{h['target']} ({h['class']}, n={h['n']}): {h['text']}  [{result.stats_dir}]")
+        typer.echo(f"{h['target']} ({h['class']}, n={h['n']}): {h['text']}{h['carried_text']}  [{result.stats_dir}]")
     elif result.stats_skipped:
         typer.secho(f"Statistics skipped: {result.stats_skipped}", fg=typer.colors.YELLOW, err=True)

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from slidepredict.core.errors import ConfigError, SlidePredictError
 from slidepredict.training.checkpoint import CheckpointError
 from slidepredict.core.atomic import write_text_atomic
 from slidepredict.layout import FOLD_PREFIX, MODEL_FILE, PREDS_FILE
+from slidepredict.stats import operating
+from slidepredict.stats.operating import OperatingPoint
 from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class DeployResult:
     stats_dir: Path | None = None
     headline: dict[str, Any] | None = None
     stats_skipped: str | None = None  # why statistics did not run, when labels were given
+    operating_point: OperatingPoint | None = None  # cut-offs carried from the models' training cohort
 
 
 def expand_models(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -170,13 +173,15 @@ def ensemble_frame(frames: Sequence[Any], members: Sequence[Member], cohort: Coh
 
 
 def _run_stats(preds: Path, out_dir: Path, n_bootstrap: int, seed: int, ci: float,
-               positive: str | None) -> tuple[dict[str, Any] | None, str | None]:
+               positive: str | None, point: OperatingPoint | None) -> tuple[dict[str, Any] | None, str | None]:
     """Statistics of the ensembled predictions; a cohort they cannot be computed for keeps its predictions."""
     from slidepredict.stats import compute_stats
     from slidepredict.stats.predictions import PredictionsError
 
+    carried = None if point is None else {point.target: point.thresholds}
     try:
-        result = compute_stats([preds], out_dir, n_bootstrap=n_bootstrap, seed=seed, ci=ci, positive=positive)
+        result = compute_stats([preds], out_dir, n_bootstrap=n_bootstrap, seed=seed, ci=ci, positive=positive,
+                               carried=carried)
     except PredictionsError as exc:
         log.warning("statistics skipped: %s", exc)
         return None, str(exc)
@@ -212,6 +217,9 @@ def deploy(
         raise ConfigError(f"--positive '{positive}' is not a class of the model (classes: {', '.join(categories)})")
     cohort = load_deploy_cohort(members, features_dir, clini, slide_table, target, patient_col, filename_col)
     overlap = training_overlap(members, cohort)
+    point = operating.for_models([m.loaded.path for m in members], members[0].loaded.meta.target)
+    if point is None:
+        log.info("no operating point stored with the models: figures at 0.5 and in-sample cut-offs only")
     frames = []
     for m in members:
         df = predict_cohort(m.loaded, cohort, description=f"deploying {m.name}")
@@ -225,10 +233,11 @@ def deploy(
     headline, skipped = None, None
     stats_dir = out / STATS_DIR if cohort.labels is not None else None
     if stats_dir is not None:
-        headline, skipped = _run_stats(preds, stats_dir, n_bootstrap, seed, ci, positive)
+        headline, skipped = _run_stats(preds, stats_dir, n_bootstrap, seed, ci, positive, point)
     result = DeployResult(
         out_dir=out, preds=preds, member_preds=member_preds, summary=out / SUMMARY_FILE, n_patients=len(cohort),
         overlap=overlap, stats_dir=stats_dir if headline else None, headline=headline, stats_skipped=skipped,
+        operating_point=point,
     )
     write_text_atomic(result.summary, json.dumps(_summary(result, members, cohort), indent=1))
     return result
@@ -248,4 +257,5 @@ def _summary(result: DeployResult, members: Sequence[Member], cohort: Cohort) ->
         "preds": str(result.preds),
         "stats": None if result.headline is None else {"dir": str(result.stats_dir), "headline": result.headline},
         "stats_skipped": result.stats_skipped,
+        "operating_point": None if result.operating_point is None else asdict(result.operating_point),
     }

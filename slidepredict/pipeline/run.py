@@ -112,8 +112,9 @@ def _deploy(ctx: RunContext) -> str | None:
     for target in _targets(ctx):
         result = stages.deploy(**resolve(ctx.cfg, "deploy", target))
         if result.headline:
-            ctx.headlines.append(f"{target} external validation: {result.headline['text']}")
-            lines.append(f"{target}: {result.headline['text']}")
+            text = result.headline["text"] + result.headline["carried_text"]
+            ctx.headlines.append(f"{target} external validation: {text}")
+            lines.append(f"{target}: {text}")
         else:
             lines.append(f"{target}: predictions only")
     return "; ".join(lines)

@@ -103,6 +103,10 @@ def _fmt_ci(value: float, low: float, high: float) -> str:
 def metrics_summary(df: Any) -> tuple[list[str], list[list[str]]]:
     """One row per target/class/group: the figures a reader compares, CIs inline."""
     columns = ["target", "class", "group", "n", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier", "sens@0.5", "spec@0.5"]
+    decisions = [("brier", None), ("sensitivity", "0.5"), ("specificity", "0.5")]
+    if "threshold" in df and (df["threshold"].astype(str) == "carried").any():  # cut-offs from the training cohort
+        columns += ["carried cut-off", "sens@carried", "spec@carried"]
+        decisions += [("threshold", "carried"), ("sensitivity", "carried"), ("specificity", "carried")]
     rows = []
     for (target, cls, group), g in df.groupby(["target", "class", "group"], sort=False):
         if cls == "overall":
@@ -118,7 +122,7 @@ def metrics_summary(df: Any) -> tuple[list[str], list[list[str]]]:
         for metric in ("auroc", "auprc"):
             r = pick(metric)
             cells.append(_fmt_ci(r["value"], r["ci_low"], r["ci_high"]) if r is not None else "")
-        for metric, thr in (("brier", None), ("sensitivity", "0.5"), ("specificity", "0.5")):
+        for metric, thr in decisions:
             r = pick(metric, thr)
             cells.append(f"{r['value']:.3f}" if r is not None and r["value"] == r["value"] else "")
         rows.append(cells)

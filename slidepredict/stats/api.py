@@ -19,7 +19,7 @@ import pandas as pd
 
 from slidepredict.core.batch import check_writable
 from slidepredict.core.settings import for_target
-from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
+from slidepredict.stats.metrics import CARRIED, MACRO, confusion, evaluate, format_value
 from slidepredict.stats.plots import plot_target
 from slidepredict.core.names import safe_name
 from slidepredict.stats.predictions import Predictions, PredictionsError, load_all
@@ -69,12 +69,25 @@ def positive_class(pooled: Predictions, requested: str | None) -> str:
     return pooled.classes[len(counts) - 1 - int(np.argmin(counts[::-1]))]
 
 
+def _carried_text(table: pd.DataFrame, target: str, cls: str) -> tuple[dict[str, float] | None, str]:
+    """Sensitivity and specificity of ``cls`` at the carried cut-off (pooled), and their text; none without one."""
+    sel = table[(table["target"] == target) & (table["class"] == cls) & (table["group"] == POOLED)
+                & (table["threshold"] == CARRIED)]
+    if sel.empty:
+        return None, ""
+    fig = {m: float(sel.loc[sel["metric"] == m, "value"].iloc[0]) for m in ("threshold", "sensitivity", "specificity")}
+    return fig, (f"; at the carried cut-off {fig['threshold']:.3f}: sensitivity {fig['sensitivity']:.2f}, "
+                 f"specificity {fig['specificity']:.2f}")
+
+
 def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
     """The one figure a demo or report leads with, as plain Python values plus ready text."""
     rows = table[(table["target"] == target) & (table["class"] == cls) & (table["metric"] == "auroc")]
     row = rows[rows["group"] == POOLED].iloc[0]
     per_group = rows[rows["group"] != POOLED]["value"].astype(float).dropna()
+    carried, carried_text = _carried_text(table, target, cls)
     return {
+        "carried": carried, "carried_text": carried_text,
         "per_group": (f"{per_group.mean():.2f} +- {per_group.std(ddof=0):.2f} over {len(per_group)} groups"
                       if len(per_group) > 1 else None),
         "target": target, "class": cls, "group": POOLED, "metric": "auroc",
@@ -108,10 +121,13 @@ def compute_stats(
     seed: int = 0,
     ci: float = 0.95,
     positive: str | Mapping[str, str] | None = None,
+    carried: Mapping[str, Mapping[str, float]] | None = None,
 ) -> StatsResult:
     """Per target, class and group (file/fold and pooled): metrics with CIs, confusion, plots.
 
     ``positive`` is one class for every binary target, or a per-target mapping (the `stats.positive` setting).
+    ``carried`` (target -> class -> cut-off) adds the figures at cut-offs chosen on other data
+    (``stats/operating.py``), the ones to quote for an external cohort.
     """
     _check_options(n_bootstrap, ci)
     by_target = load_all([Path(p) for p in pred_files])
@@ -124,7 +140,7 @@ def compute_stats(
     tables, matrices = [], {}
     for folds, pooled, _ in plans:
         for g in folds + [pooled]:
-            tables.append(evaluate(g, n_bootstrap, seed, ci))
+            tables.append(evaluate(g, n_bootstrap, seed, ci, (carried or {}).get(g.target)))
             matrices[(g.target, g.group)] = confusion(g)
     table = pd.concat(tables, ignore_index=True)
     headlines = {
@@ -156,7 +172,7 @@ def compute_stats(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for h in headlines.values():
-        log.info("%s: %s (n=%d, pooled)", h["target"], h["text"], h["n"])
+        log.info("%s: %s (n=%d, pooled)%s", h["target"], h["text"], h["n"], h["carried_text"])
     return StatsResult(
         table=table, metrics_csv=final[0], plots=final[len(written):],
         confusion=confusion_paths, headlines=headlines,

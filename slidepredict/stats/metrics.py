@@ -2,8 +2,8 @@
 
 Each class is scored one-vs-rest; multi-class targets add macro averages. Only the
 threshold-free ranking metrics (AUROC, AUPRC) get bootstrap CIs: they are the headline
-figures, and thresholded metrics at a data-chosen (Youden) cut-off would need the
-threshold re-chosen per resample to be honest.
+figures. Thresholded metrics come at 0.5, at an in-sample Youden cut-off (labelled as such:
+optimistic), and at a cut-off carried from the training cohort when one is given.
 """
 
 from __future__ import annotations
@@ -57,10 +57,13 @@ def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(min(thresholds[best], 1.0))  # roc_curve's first threshold is +inf
 
 
+# Cut-offs chosen on the data they score. "youden-in-sample" is optimistic by construction: quote
+# the figures at the carried cut-off (CARRIED, chosen on training out-of-fold predictions) instead.
 THRESHOLDS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "0.5": lambda y, p: 0.5,
-    "youden": youden_threshold,
+    "youden-in-sample": youden_threshold,
 }
+CARRIED = "carried"
 
 
 DISPLAY = {"auroc": "AUROC", "auprc": "AUPRC", "f1": "F1", "brier": "Brier"}
@@ -77,11 +80,16 @@ def format_value(metric: str, row: Mapping[str, float], ci: float) -> str:
 Key = tuple[str, str]  # (metric, threshold name or "" for threshold-free metrics)
 
 
-def class_metrics(y: np.ndarray, p: np.ndarray) -> dict[Key, float]:
-    """All point metrics of one class scored one-vs-rest (y: 0/1 truth, p: its probability)."""
+def class_metrics(y: np.ndarray, p: np.ndarray, carried: float | None = None) -> dict[Key, float]:
+    """All point metrics of one class scored one-vs-rest (y: 0/1 truth, p: its probability).
+
+    ``carried`` is a cut-off chosen elsewhere (``stats/operating.py``), scored as threshold CARRIED.
+    """
     out = {(name, ""): float(fn(y, p)) for name, fn in RANKING.items()}
-    for tname, choose in THRESHOLDS.items():
-        cut = choose(y, p)
+    cuts = {tname: choose(y, p) for tname, choose in THRESHOLDS.items()}
+    if carried is not None:
+        cuts[CARRIED] = float(carried)
+    for tname, cut in cuts.items():
         out[("threshold", tname)] = cut
         yhat = (p >= cut).astype(int)
         out.update({(m, tname): float(fn(y, yhat)) for m, fn in DECISION.items()})
@@ -159,8 +167,9 @@ def confusion(g: Predictions) -> pd.DataFrame:
     )
 
 
-def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float) -> pd.DataFrame:
-    """Tidy table of every metric of one group: one row per (class, metric)."""
+def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float,
+             carried: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Tidy table of every metric of one group: one row per (class, metric); ``carried``: class -> cut-off."""
     truth = g.onehot()
     rows: list[dict] = []
 
@@ -175,12 +184,12 @@ def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float) -> pd.DataF
     intervals = bootstrap(g, n_bootstrap, seed, ci) if n_bootstrap > 0 else {}
     per_class = {}
     for k, cls in enumerate(g.classes):
-        per_class[cls] = class_metrics(truth[:, k], g.probs[:, k])
+        per_class[cls] = class_metrics(truth[:, k], g.probs[:, k], (carried or {}).get(cls))
         for key, value in per_class[cls].items():
             add(cls, key, value, int(truth[:, k].sum()), intervals.get((cls, key[0])) if not key[1] else None)
     if len(g.classes) > 2:
         for key in per_class[g.classes[0]]:
-            if key[0] in ("threshold", "prevalence"):
+            if key[0] in ("threshold", "prevalence") or any(key not in m for m in per_class.values()):
                 continue
             value = float(np.mean([m[key] for m in per_class.values()]))
             add(MACRO, key, value, np.nan, intervals.get((MACRO, key[0])) if not key[1] else None)

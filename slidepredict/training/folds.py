@@ -145,6 +145,11 @@ def crossval(
         return frames[0]
     pooled = pd.concat(frames, ignore_index=True)
     write_text_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
+    from slidepredict.stats import operating
+
+    operating.write(out_dir, operating.choose(
+        pooled, str(cohort.target), cohort.categories,
+        f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)"))
     if baseline is not None:
         from slidepredict.training.baseline import baseline_crossval
 

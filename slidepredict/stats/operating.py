@@ -1,0 +1,89 @@
+"""Operating points chosen where they are honest: on a cross-validation's pooled out-of-fold predictions.
+
+A cut-off picked on the very predictions it then scores flatters sensitivity and specificity (on
+pure noise, n=40, their sum averaged 1.17 instead of 1.0). So the cut-off per class (Youden's J,
+one-vs-rest) is chosen once, on the held-out predictions of the training cohort, written next to
+the fold models, and applied unchanged wherever those models are deployed; the external figures at
+that carried threshold are the ones to quote.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slidepredict.core.atomic import write_text_atomic
+from slidepredict.layout import OPERATING_FILE
+
+log = logging.getLogger(__name__)
+RULE = "youden"
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Per-class probability cut-offs of one target, and where they came from."""
+
+    target: str
+    thresholds: dict[str, float]  # class -> cut-off on that class's probability (p >= cut-off: predicted)
+    rule: str = RULE
+    chosen_on: str = ""
+    n_patients: int = 0
+    in_sample: dict[str, dict[str, float]] | None = None  # class -> sensitivity/specificity where chosen
+
+    def describe(self) -> str:
+        return f"{self.rule} on {self.chosen_on}"
+
+
+def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str) -> OperatingPoint:
+    """Youden's J cut-off per class, one-vs-rest, on ``preds`` (a patient-preds frame with true labels)."""
+    from slidepredict.stats.metrics import youden_threshold
+
+    truth = preds[target].astype(str).to_numpy()
+    thresholds, in_sample = {}, {}
+    for cls in categories:
+        y, p = (truth == cls).astype(int), preds[f"{target}_{cls}"].to_numpy(dtype=float)
+        if y.min() == y.max():
+            continue
+        cut = youden_threshold(y, p)
+        thresholds[cls] = cut
+        sens, spec = at_threshold(y, p, cut)
+        in_sample[cls] = {"sensitivity": sens, "specificity": spec}
+    return OperatingPoint(target=target, thresholds=thresholds, chosen_on=chosen_on, n_patients=len(preds),
+                          in_sample=in_sample)
+
+
+def write(folder: Path, point: OperatingPoint) -> Path:
+    return write_text_atomic(folder / OPERATING_FILE, json.dumps(asdict(point), indent=1, allow_nan=False))
+
+
+def read(path: Path) -> OperatingPoint:
+    raw = json.loads(path.read_text())
+    return OperatingPoint(**{k: raw[k] for k in OperatingPoint.__dataclass_fields__ if k in raw})
+
+
+def for_models(checkpoints: Sequence[Path], target: str) -> OperatingPoint | None:
+    """The operating point stored with these models: one file shared by all (a fold ensemble), else None.
+
+    A checkpoint's own folder is searched first, then its parent (``crossval/<target>/`` above ``fold-k``).
+    """
+    found = set()
+    for ckpt in checkpoints:
+        here = [d / OPERATING_FILE for d in (ckpt.parent, ckpt.parent.parent)]
+        found.add(next((p.resolve() for p in here if p.is_file()), None))
+    if len(found) != 1 or None in found:
+        if found != {None}:
+            log.warning("the models come with different operating points; none is carried")
+        return None
+    point = read(found.pop())  # type: ignore[arg-type]
+    return point if point.target == target and point.thresholds else None
+
+
+def at_threshold(y: np.ndarray, p: np.ndarray, cut: float) -> tuple[float, float]:
+    """Sensitivity and specificity of ``p >= cut`` against 0/1 ``y``."""
+    return float((p[y == 1] >= cut).mean()), float((p[y == 0] < cut).mean())

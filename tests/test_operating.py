@@ -1,0 +1,109 @@
+"""Cut-offs chosen on training out-of-fold predictions and carried unchanged to deployment (issue 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fakecohort import make_feature_cohort
+from slidepredict.cli import app
+from slidepredict.stats import operating
+from slidepredict.stats.metrics import youden_threshold
+
+STEPS = ["--steps", "6", "--val-every", "3", "--min-steps", "0", "--bag-size", "16", "--restarts", "1"]
+
+
+def _noise(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    y = rng.permutation(np.repeat(["neg", "pos"], n // 2))
+    p = rng.random(n)
+    return pd.DataFrame({"PATIENT": [f"P{i}" for i in range(n)], "T": y, "T_neg": 1 - p, "T_pos": p})
+
+
+def test_on_noise_the_carried_cut_off_is_honest_and_the_in_sample_one_is_not() -> None:
+    """n=40 pure noise: Youden chosen in sample averages sens+spec ~1.17; carried to fresh noise, ~1.0."""
+    rng = np.random.default_rng(0)
+    in_sample, carried = [], []
+    for _ in range(300):
+        train, test = _noise(rng, 40), _noise(rng, 40)
+        point = operating.choose(train, "T", ["neg", "pos"], "noise")
+        in_sample.append(sum(point.in_sample["pos"].values()))  # type: ignore[index]
+        y = (test["T"] == "pos").to_numpy().astype(int)
+        carried.append(sum(operating.at_threshold(y, test["T_pos"].to_numpy(), point.thresholds["pos"])))
+    assert np.mean(in_sample) > 1.12
+    assert np.mean(carried) == pytest.approx(1.0, abs=0.02)
+
+
+def test_choose_is_youden_per_class() -> None:
+    df = _noise(np.random.default_rng(1), 30)
+    point = operating.choose(df, "T", ["neg", "pos"], "here")
+    y = (df["T"] == "pos").to_numpy().astype(int)
+    assert point.thresholds["pos"] == youden_threshold(y, df["T_pos"].to_numpy())
+    assert point.thresholds["neg"] == youden_threshold(1 - y, df["T_neg"].to_numpy())
+    assert point.rule == "youden" and point.n_patients == 30
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("op")
+    clini, slides, feats, _ = make_feature_cohort(root / "train", n_patients=12, n_tiles=10, dim=8)
+    ext_clini, ext_slides, ext_feats, _ = make_feature_cohort(root / "ext", n_patients=10, n_tiles=10, dim=8, seed=5)
+    res = CliRunner().invoke(app, [str(a) for a in [
+        "crossval", "--features", feats, "--clini", clini, "--slides-table", slides, "-t", "TARGET", "--folds", "2",
+        "--out", root / "cv", *STEPS]])
+    assert res.exit_code == 0, res.output
+    return {"cv": root / "cv" / "TARGET", "clini": ext_clini, "slides": ext_slides, "feats": ext_feats, "root": root}
+
+
+def test_crossval_stores_the_cut_offs_of_its_pooled_out_of_fold_predictions(trained: dict[str, Path]) -> None:
+    stored = json.loads((trained["cv"] / "operating-point.json").read_text())
+    pooled = pd.read_csv(trained["cv"] / "patient-preds.csv")
+    y = (pooled["TARGET"] == "pos").to_numpy().astype(int)
+    assert stored["thresholds"]["pos"] == youden_threshold(y, pooled["TARGET_pos"].to_numpy())
+    assert stored["chosen_on"] == "the pooled out-of-fold predictions of 12 training patients (2-fold cross-validation)"
+
+
+def test_deploy_applies_them_unchanged(trained: dict[str, Path]) -> None:
+    out = trained["root"] / "deploy"
+    res = CliRunner().invoke(app, [str(a) for a in [
+        "deploy", "--model", trained["cv"], "--features", trained["feats"], "--clini", trained["clini"],
+        "--slides-table", trained["slides"], "--out", out, "--n-bootstrap", "0"]])
+    assert res.exit_code == 0, res.output
+    stored = json.loads((trained["cv"] / "operating-point.json").read_text())
+    summary = json.loads((out / "deploy-summary.json").read_text())
+    assert summary["operating_point"]["thresholds"] == stored["thresholds"]
+    table = pd.read_csv(out / "stats" / "metrics.csv", dtype={"threshold": str})
+    preds = pd.read_csv(out / "patient-preds.csv")
+    for cls, cut in stored["thresholds"].items():
+        rows = table[(table["class"] == cls) & (table["threshold"] == "carried") & (table["group"] == "pooled")]
+        assert rows.loc[rows.metric == "threshold", "value"].iloc[0] == pytest.approx(cut)
+        y, p = (preds["TARGET"] == cls).to_numpy(), preds[f"TARGET_{cls}"].to_numpy()
+        assert rows.loc[rows.metric == "sensitivity", "value"].iloc[0] == pytest.approx((p[y] >= cut).mean())
+        assert rows.loc[rows.metric == "specificity", "value"].iloc[0] == pytest.approx((p[~y] < cut).mean())
+    assert "at the carried cut-off" in res.output
+
+
+def test_models_with_different_operating_points_carry_none(trained: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "operating-point.json").write_text((trained["cv"] / "operating-point.json").read_text())
+    (other / "model.ckpt").write_bytes(b"")
+    assert operating.for_models([trained["cv"] / "fold-0" / "model.ckpt"], "TARGET") is not None
+    assert operating.for_models([trained["cv"] / "fold-0" / "model.ckpt", other / "model.ckpt"], "TARGET") is None
+    assert operating.for_models([trained["cv"] / "fold-0" / "model.ckpt"], "OTHER") is None
+
+
+def test_the_report_shows_the_carried_figures(trained: dict[str, Path]) -> None:
+    from slidepredict.report import build_report
+
+    out = trained["root"] / "deploy-report"
+    res = CliRunner().invoke(app, [str(a) for a in [
+        "deploy", "--model", trained["cv"], "--features", trained["feats"], "--clini", trained["clini"],
+        "--slides-table", trained["slides"], "--out", out, "--n-bootstrap", "0"]])
+    assert res.exit_code == 0, res.output
+    html = build_report(out).read_text()
+    assert "sens@carried" in html and "carried cut-off" in html and "youden-in-sample" in html
