@@ -107,3 +107,12 @@ def test_the_report_shows_the_carried_figures(trained: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     html = build_report(out).read_text()
     assert "sens@carried" in html and "carried cut-off" in html and "youden-in-sample" in html
+
+
+def test_a_target_sensitivity_sets_the_highest_cut_off_that_reaches_it() -> None:
+    df = pd.DataFrame({"T": ["pos"] * 4 + ["neg"] * 4, "T_pos": [0.9, 0.8, 0.3, 0.2, 0.7, 0.4, 0.1, 0.05]})
+    df["T_neg"] = 1 - df["T_pos"]
+    point = operating.choose(df, "T", ["neg", "pos"], "here", sensitivity=0.75)
+    assert point.thresholds["pos"] == 0.3 and point.rule == "sensitivity>=0.75"
+    assert point.in_sample["pos"] == {"sensitivity": 0.75, "specificity": 0.5}  # type: ignore[index]
+    assert operating.choose(df, "T", ["neg", "pos"], "here", sensitivity=1.0).thresholds["pos"] == 0.2

@@ -40,8 +40,16 @@ class OperatingPoint:
         return f"{self.rule} on {self.chosen_on}"
 
 
-def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str) -> OperatingPoint:
-    """Youden's J cut-off per class, one-vs-rest, on ``preds`` (a patient-preds frame with true labels)."""
+def sensitivity_threshold(y: np.ndarray, p: np.ndarray, sensitivity: float) -> float:
+    """The highest cut-off at which at least ``sensitivity`` of the positives are called (``p >= cut``)."""
+    pos = np.sort(p[y == 1])[::-1]
+    return float(pos[max(1, int(np.ceil(sensitivity * len(pos) - 1e-9))) - 1])
+
+
+def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str,
+           sensitivity: float | None = None) -> OperatingPoint:
+    """Per class, one-vs-rest, on ``preds`` (a patient-preds frame with true labels): Youden's J cut-off,
+    or with ``sensitivity`` the highest cut-off that reaches it (a screening test's rule)."""
     from slidepredict.stats.metrics import youden_threshold
 
     truth = preds[target].astype(str).to_numpy()
@@ -50,12 +58,13 @@ def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str) -
         y, p = (truth == cls).astype(int), preds[f"{target}_{cls}"].to_numpy(dtype=float)
         if y.min() == y.max():
             continue
-        cut = youden_threshold(y, p)
+        cut = youden_threshold(y, p) if sensitivity is None else sensitivity_threshold(y, p, sensitivity)
         thresholds[cls] = cut
         sens, spec = at_threshold(y, p, cut)
         in_sample[cls] = {"sensitivity": sens, "specificity": spec}
-    return OperatingPoint(target=target, thresholds=thresholds, chosen_on=chosen_on, n_patients=len(preds),
-                          in_sample=in_sample)
+    rule = RULE if sensitivity is None else f"sensitivity>={sensitivity:g}"
+    return OperatingPoint(target=target, thresholds=thresholds, rule=rule, chosen_on=chosen_on,
+                          n_patients=len(preds), in_sample=in_sample)
 
 
 def write(folder: Path, point: OperatingPoint) -> Path:

@@ -92,14 +92,16 @@ def record_run(out_dir: Path, cohort: Cohort, config: TrainSettings,
 
 def crossval(
     cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSettings, folds: int = 5, fold: int | None = None,
-    baseline: str | None = None,
+    baseline: str | None = None, target_sensitivity: float | None = None,
 ) -> Any:
     """Train and test one model per fold; returns the pooled test predictions (also written to disk).
 
     ``fold`` runs that fold alone (one cluster job per fold) and returns its predictions
     without pooling; a later call without ``fold`` skips the finished folds and pools.
     ``baseline`` (a pooling of :mod:`slidepredict.training.baseline`) also fits that reference on
-    the same folds, into ``baseline-<pooling>/`` when the folds are pooled.
+    the same folds, into ``baseline-<pooling>/`` when the folds are pooled. The pooled predictions
+    also choose the operating point carried to deploy (``stats/operating.py``; Youden's J, or the
+    cut-off reaching ``target_sensitivity``).
     """
     import pandas as pd
 
@@ -149,7 +151,8 @@ def crossval(
 
     operating.write(out_dir, operating.choose(
         pooled, str(cohort.target), cohort.categories,
-        f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)"))
+        f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)",
+        target_sensitivity))
     if baseline is not None:
         from slidepredict.training.baseline import baseline_crossval
 

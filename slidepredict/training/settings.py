@@ -67,6 +67,10 @@ class TrainingSettings(TrainSettings):
         "mean-pool", "Reference fitted on the same folds (pooled tile features + logistic regression), "
         "printed next to the head's AUROC; a head that does not beat mean-pool has not shown localised signal.")
 
+    target_sensitivity: float | None = setting(
+        None, "Operating point carried to deploy: the cut-off reaching this sensitivity on the out-of-fold "
+        "predictions (null: Youden's J).", gt=0, le=1)
+
     def baseline_pooling(self) -> str | None:
         """The baseline's pooling, or None when switched off."""
         return None if self.baseline == "none" else self.baseline

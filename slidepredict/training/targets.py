@@ -49,7 +49,8 @@ def run_targets(
             yield f"{target}: fold {fold} of {training.folds} done -> {fold_dir(out / target, fold)}"
         else:
             pooling = training.baseline_pooling()
-            preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling)
+            preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling,
+                             target_sensitivity=training.target_sensitivity)
             auc = pooled_auroc(preds, target, labelled.categories)
             yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled AUROC "
                    f"{auc:.3f}{baseline_note(out / target, pooling, target)} -> {out / target / PREDS_FILE}")
