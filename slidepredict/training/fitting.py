@@ -130,7 +130,7 @@ def _run(
 
 def _pick_start(train: Cohort, val: Cohort, config: TrainSettings, hparams: dict[str, Any],
                 stats: tuple[np.ndarray, np.ndarray], root: Path, description: str) -> int:
-    """The initialisation seed with the lowest inner-validation loss after ``min_steps``.
+    """The initialisation seed with the best inner-validation score after ``min_steps`` (at most ``steps``).
 
     A weak signal is often found from some starts and not others. When none of the ``restarts``
     gets below 90% of the chance level (the score of a constant prediction), as many further
@@ -142,7 +142,7 @@ def _pick_start(train: Cohort, val: Cohort, config: TrainSettings, hparams: dict
         if r == config.restarts and min(trials)[0] < chance:
             break
         seed = config.seed + 1000 * r
-        _, trial, _ = _run(train, val, config, hparams, stats, seed, config.min_steps, (), root)
+        _, trial, _ = _run(train, val, config, hparams, stats, seed, min(config.min_steps, config.steps), (), root)
         trials.append((trial.best_score, seed))
     best = min(trials)
     log.info("%s: restart %s %s (chance %.3f); continuing from seed %d", description, MONITOR,
