@@ -38,7 +38,7 @@ from slidepredict.core.progress import set_quiet
 from slidepredict.demo.planted import PlantedSpec, make_planted_cohort
 from slidepredict.mil import list_mil
 from slidepredict.training import TrainSettings, crossval, load_model, predict_bag, predict_cohort
-from slidepredict.training.baseline import baseline_crossval, fit_pooled, pooled_features
+from slidepredict.training.baseline import fit_folds, held_out_frame, pooled_features
 
 FOLDS = 5
 QUICK = [(40, 0.10, 0.0), (40, 0.05, 0.0)]
@@ -72,16 +72,13 @@ def summarise(name: str, y: np.ndarray, s: np.ndarray, folds: np.ndarray, ext: f
 
 def baselines(train, external, splits, out: list[dict]) -> None:  # type: ignore[no-untyped-def]
     """The two references on the heads' folds; externally, the mean of the fold models' probabilities."""
-    index = {p: i for i, p in enumerate(train.patients)}
     for pooling in ("mean-pool", "max-pool"):
-        held_out = baseline_crossval(train, splits, pooling).set_index("PATIENT").loc[train.patients]
         x, x_ext = pooled_features(train, pooling), pooled_features(external, pooling)
-        ext = []
-        for split in splits:
-            rows = [index[p] for p in split["train"]]
-            ext.append(fit_pooled(x[rows], train.labels[rows]).predict_proba(x_ext)[:, 1])
+        models = fit_folds(train, splits, x)
+        held_out = held_out_frame(train, splits, x, models, pooling).set_index("PATIENT").loc[train.patients]
+        ext = np.mean([m.predict_proba(x_ext)[:, 1] for m in models], 0)
         out.append(summarise(f"{pooling} + LR", train.labels, held_out[f"{train.target}_POS"].to_numpy(),
-                             held_out["fold"].to_numpy(), roc_auc_score(external.labels, np.mean(ext, 0)), "-"))
+                             held_out["fold"].to_numpy(), roc_auc_score(external.labels, ext), "-"))
 
 
 def localisation(cv_dir: Path, train, witness: dict[str, np.ndarray], splits) -> str:  # type: ignore[no-untyped-def]

@@ -67,12 +67,19 @@ def test_crossval_stores_the_cut_offs_of_its_pooled_out_of_fold_predictions(trai
     assert stored["chosen_on"] == "the pooled out-of-fold predictions of 12 training patients (2-fold cross-validation)"
 
 
-def test_deploy_applies_them_unchanged(trained: dict[str, Path]) -> None:
+@pytest.fixture(scope="module")
+def deployed(trained: dict[str, Path]) -> tuple[Path, str]:
+    """The fold ensemble deployed on the external cohort: its folder and what the CLI printed."""
     out = trained["root"] / "deploy"
     res = CliRunner().invoke(app, [str(a) for a in [
         "deploy", "--model", trained["cv"], "--features", trained["feats"], "--clini", trained["clini"],
         "--slides-table", trained["slides"], "--out", out, "--n-bootstrap", "0"]])
     assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_deploy_applies_them_unchanged(trained: dict[str, Path], deployed: tuple[Path, str]) -> None:
+    out, output = deployed
     stored = json.loads((trained["cv"] / "operating-point.json").read_text())
     summary = json.loads((out / "deploy-summary.json").read_text())
     assert summary["operating_point"]["thresholds"] == stored["thresholds"]
@@ -84,7 +91,7 @@ def test_deploy_applies_them_unchanged(trained: dict[str, Path]) -> None:
         y, p = (preds["TARGET"] == cls).to_numpy(), preds[f"TARGET_{cls}"].to_numpy()
         assert rows.loc[rows.metric == "sensitivity", "value"].iloc[0] == pytest.approx((p[y] >= cut).mean())
         assert rows.loc[rows.metric == "specificity", "value"].iloc[0] == pytest.approx((p[~y] < cut).mean())
-    assert "at the carried cut-off" in res.output
+    assert "at the carried cut-off" in output
 
 
 def test_models_with_different_operating_points_carry_none(trained: dict[str, Path], tmp_path: Path) -> None:
@@ -97,15 +104,10 @@ def test_models_with_different_operating_points_carry_none(trained: dict[str, Pa
     assert operating.for_models([trained["cv"] / "fold-0" / "model.ckpt"], "OTHER") is None
 
 
-def test_the_report_shows_the_carried_figures(trained: dict[str, Path]) -> None:
+def test_the_report_shows_the_carried_figures(deployed: tuple[Path, str], tmp_path: Path) -> None:
     from slidepredict.report import build_report
 
-    out = trained["root"] / "deploy-report"
-    res = CliRunner().invoke(app, [str(a) for a in [
-        "deploy", "--model", trained["cv"], "--features", trained["feats"], "--clini", trained["clini"],
-        "--slides-table", trained["slides"], "--out", out, "--n-bootstrap", "0"]])
-    assert res.exit_code == 0, res.output
-    html = build_report(out).read_text()
+    html = build_report(deployed[0], out=tmp_path / "report.html").read_text()
     assert "sens@carried" in html and "carried cut-off" in html and "youden-in-sample" in html
 
 

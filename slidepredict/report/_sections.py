@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from slidepredict.core.registry import Registry
 from slidepredict.layout import COHORT_FILE, FOLD_PREFIX, PREDS_FILE
+from slidepredict.stats.operating import CARRIED
 
 MAX_PRED_ROWS = 500
 
@@ -104,9 +105,9 @@ def metrics_summary(df: Any) -> tuple[list[str], list[list[str]]]:
     """One row per target/class/group: the figures a reader compares, CIs inline."""
     columns = ["target", "class", "group", "n", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier", "sens@0.5", "spec@0.5"]
     decisions = [("brier", None), ("sensitivity", "0.5"), ("specificity", "0.5")]
-    if "threshold" in df and (df["threshold"].astype(str) == "carried").any():  # cut-offs from the training cohort
-        columns += ["carried cut-off", "sens@carried", "spec@carried"]
-        decisions += [("threshold", "carried"), ("sensitivity", "carried"), ("specificity", "carried")]
+    if "threshold" in df and (df["threshold"].astype(str) == CARRIED).any():  # cut-offs from the training cohort
+        columns += [f"{CARRIED} cut-off", f"sens@{CARRIED}", f"spec@{CARRIED}"]
+        decisions += [("threshold", CARRIED), ("sensitivity", CARRIED), ("specificity", CARRIED)]
     rows = []
     for (target, cls, group), g in df.groupby(["target", "class", "group"], sort=False):
         if cls == "overall":

@@ -19,7 +19,8 @@ import pandas as pd
 
 from slidepredict.core.batch import check_writable
 from slidepredict.core.settings import for_target
-from slidepredict.stats.metrics import CARRIED, MACRO, confusion, evaluate, format_value
+from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
+from slidepredict.stats.operating import CARRIED
 from slidepredict.stats.plots import plot_target
 from slidepredict.core.names import safe_name
 from slidepredict.stats.predictions import Predictions, PredictionsError, load_all

@@ -27,6 +27,7 @@ from sklearn.metrics import (
 )
 
 from slidepredict.core.progress import track
+from slidepredict.stats.operating import CARRIED
 from slidepredict.stats.predictions import Predictions
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,6 @@ THRESHOLDS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "0.5": lambda y, p: 0.5,
     "youden-in-sample": youden_threshold,
 }
-CARRIED = "carried"
 
 
 DISPLAY = {"auroc": "AUROC", "auprc": "AUPRC", "f1": "F1", "brier": "Brier"}

@@ -23,6 +23,7 @@ from slidepredict.layout import OPERATING_FILE
 
 log = logging.getLogger(__name__)
 RULE = "youden"
+CARRIED = "carried"  # the threshold name of figures at a carried cut-off (metrics.csv, report)
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,6 @@ class OperatingPoint:
     chosen_on: str = ""
     n_patients: int = 0
     in_sample: dict[str, dict[str, float]] | None = None  # class -> sensitivity/specificity where chosen
-
-    def describe(self) -> str:
-        return f"{self.rule} on {self.chosen_on}"
 
 
 def sensitivity_threshold(y: np.ndarray, p: np.ndarray, sensitivity: float) -> float:

@@ -42,24 +42,39 @@ def fit_pooled(x: np.ndarray, y: np.ndarray) -> Any:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
 
 
-def baseline_crossval(cohort: Cohort, splits: list[dict[str, list[str]]], pooling: str = DEFAULT) -> Any:
-    """Held-out predictions of the pooled baseline on ``splits`` (the head's folds), patient-preds layout."""
-    import pandas as pd
-
+def fit_folds(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.ndarray) -> list[Any]:
+    """One pooled model per fold, each fitted on that fold's training patients only (``x``: pooled features)."""
     if cohort.labels is None:
         raise ValueError("a baseline needs a labelled cohort")
-    x, index = pooled_features(cohort, pooling), {p: i for i, p in enumerate(cohort.patients)}
+    index = {p: i for i, p in enumerate(cohort.patients)}
+    fitted = []
+    for split in splits:
+        rows = [index[p] for p in split["train"]]
+        fitted.append(fit_pooled(x[rows], cohort.labels[rows]))
+    return fitted
+
+
+def held_out_frame(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.ndarray, models: list[Any],
+                   pooling: str) -> Any:
+    """Each fold model's predictions of its test patients, in the patient-preds layout (plus ``model``)."""
+    import pandas as pd
+
+    index = {p: i for i, p in enumerate(cohort.patients)}
     frames = []
-    n_classes = len(cohort.categories)
-    for k, split in enumerate(splits):
-        train, test = [index[p] for p in split["train"]], [index[p] for p in split["test"]]
-        model = fit_pooled(x[train], cohort.labels[train])
-        probs = np.zeros((len(test), n_classes))
+    for k, (split, model) in enumerate(zip(splits, models)):
+        test = [index[p] for p in split["test"]]
+        probs = np.zeros((len(test), len(cohort.categories)))
         probs[:, model.classes_] = model.predict_proba(x[test])
-        truth = [cohort.categories[i] for i in cohort.labels[test]]
+        truth = [cohort.categories[i] for i in cohort.labels[test]]  # type: ignore[index]
         df = predictions_frame(split["test"], probs, cohort.categories, cohort.target, truth)
         df["fold"] = k
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
     out["model"] = f"{pooling} + logistic regression"
     return out
+
+
+def baseline_crossval(cohort: Cohort, splits: list[dict[str, list[str]]], pooling: str = DEFAULT) -> Any:
+    """Held-out predictions of the pooled baseline on ``splits`` (the head's folds), patient-preds layout."""
+    x = pooled_features(cohort, pooling)
+    return held_out_frame(cohort, splits, x, fit_folds(cohort, splits, x), pooling)
