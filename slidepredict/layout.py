@@ -82,3 +82,6 @@ class RunLayout:
 
     def heatmaps(self, target: str) -> Path:
         return self.root / "heatmaps" / target
+
+    def external_heatmaps(self, target: str) -> Path:
+        return self.root / "external" / "heatmaps" / target

@@ -161,7 +161,7 @@ def test_settings_reach_the_stages(tmp_path: Path, recorded: list) -> None:
     layout = RunLayout(cfg.output_dir)
     assert calls["crossval"]["training"].device == "cpu"  # `run` used to train on the CPU whatever was set
     assert calls["crossval"]["training"].lr == 0.003 and calls["crossval"]["training"].patience == 2
-    assert calls["heatmaps"]["model"] == layout.fold_model("MSI", 0)  # no final model: fold 0, as --config does
+    assert calls["heatmaps"]["model"] == [layout.crossval("MSI")]  # each patient by its held-out fold, as --config does
     assert calls["deploy"]["model"] == [layout.crossval("MSI")]
     assert calls["deploy"]["training"].device == "cpu" and calls["deploy"]["stats"].ci == 0.9
     assert calls["extract"]["extract"].stain_norm == "macenko"
@@ -170,7 +170,7 @@ def test_settings_reach_the_stages(tmp_path: Path, recorded: list) -> None:
     assert external["out"] == layout.external_features
     final = resolve(load_config(_full_config(tmp_path, crossval=False)), "deploy")
     assert final["model"] == [layout.train("MSI")]  # deploy --config falls back to the final model
-    assert resolve(cfg, "heatmaps")["model"] == layout.fold_model("MSI", 0)
+    assert resolve(cfg, "heatmaps")["model"] == [layout.crossval("MSI")]
 
 
 def test_flags_override_the_config_one_by_one(tmp_path: Path, recorded: list) -> None:

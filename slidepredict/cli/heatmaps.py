@@ -13,7 +13,11 @@ from slidepredict.cli._settings import settings_command
 
 @settings_command("heatmaps")
 def heatmaps(
-    model: Path = typer.Option(..., "--model", "-m", help="Model checkpoint (model.ckpt from `train` or a crossval fold)."),
+    model: list[Path] = typer.Option(
+        ..., "--model", "-m",
+        help="Checkpoint, or a crossval folder: each patient is drawn by the fold model that held it out "
+             "(patients no fold saw: all folds, averaged). Repeat to give several checkpoints.",
+    ),
     features: Path = typer.Option(..., "--features", help="Folder of <slide>.h5 feature files made with the model's encoder."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; one sub-folder per slide."),
     **settings: Any,

@@ -117,7 +117,11 @@ def _train(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, A
 
 
 def trained_models(cfg: RunConfig, layout: RunLayout, target: str) -> Path:
-    """The fold ensemble's folder when cross-validation is configured, else the final model's."""
+    """The fold ensemble's folder when cross-validation is configured, else the final model's.
+
+    For heatmaps of the training cohort the fold folder means each patient is drawn by the fold
+    that held it out; the final model alone would draw every training patient in-sample.
+    """
     return layout.crossval(target) if cfg.training is None or cfg.training.crossval else layout.train(target)
 
 
@@ -137,19 +141,12 @@ def _stats(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, A
     return {"preds": [layout.crossval_preds(target)], "out": layout.stats(target)}
 
 
-def heatmap_model(cfg: RunConfig, layout: RunLayout, target: str) -> Path:
-    """The final model when one is trained, else fold 0's (both are in-sample for the training cohort)."""
-    if cfg.training is not None and not cfg.training.train:
-        return layout.fold_model(target, 0)
-    return layout.final_model(target)
-
-
 @_register("heatmaps", Uses("cohort", ("slides_dir", "slide_table", "patient_col", "filename_col", "mpp")),
            Uses("heatmaps"), Uses("training", ("device",)))
 def _heatmaps(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     paths: dict[str, Any] = {"features": layout.features}
     if target is not None:
-        paths.update(model=heatmap_model(cfg, layout, target), out=layout.heatmaps(target))
+        paths.update(model=[trained_models(cfg, layout, target)], out=layout.heatmaps(target))
     return paths
 
 

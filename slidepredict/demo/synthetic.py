@@ -178,7 +178,7 @@ def _draw_nuclei(
     elong = np.exp(np.abs(rng.normal(0.0, 1.0, len(gy)) * irregular[gy, gx]))
     angle = rng.integers(0, 8, len(gy)) * (np.pi / 8)
     amp = dark[gy, gx] * rng.uniform(0.8, 1.2, len(gy))
-    pad = int(np.ceil(rad_um.max(initial=1.0) / mpp * 1.6)) + 2
+    pad = int(np.ceil(np.max((rad_um / mpp + 0.5) * (elong + 0.1), initial=1.0))) + 3  # the largest stamp's half
     big = np.zeros((h + 2 * pad, w + 2 * pad), dtype=np.float32)
     for y, x, r, e, a, k in zip(ys, xs, rad_um / mpp, elong, angle, amp):
         s = _stamp(round(float(r) * 2) / 2, round(float(e), 1), float(a))

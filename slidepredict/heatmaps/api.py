@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from slidepredict.core import batch
-from slidepredict.core.digest import file_sha256
 from slidepredict.core.errors import MPPError, SlidePredictError
 from slidepredict.featurefile import read_features, slide_h5_path
+from slidepredict.heatmaps.models import Drawer, HeatmapModels, load_heatmap_models
 from slidepredict.heatmaps.overlay import map_scale, write_overlays
 from slidepredict.heatmaps.patients import PatientPrediction, patient_predictions
 from slidepredict.heatmaps.qupath import score_stack, write_geojson, write_ome_tiff
@@ -28,7 +28,7 @@ from slidepredict.heatmaps.scores import check_same_slide, score_slide
 from slidepredict.heatmaps.settings import HeatmapSettings
 from slidepredict.heatmaps.tiles import contact_sheet, extract_tiles
 from slidepredict.slide import Slide, find_slides, open_slide, slide_stem
-from slidepredict.training.predict import LoadedModel, load_model
+from slidepredict.training.predict import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def _open(slide_path: Path, mpp: float | None, attrs: dict[str, Any]) -> Slide:
         return open_slide(slide_path, mpp=float(attrs["mpp"]))
 
 
-def _fingerprint(model_sha: str, features: Path, params: HeatmapSettings, patient: PatientPrediction | None) -> dict[str, Any]:
+def _fingerprint(drawer: Drawer, features: Path, params: HeatmapSettings, patient: PatientPrediction | None) -> dict[str, Any]:
     st = features.stat()
-    return {"model_sha256": model_sha, "features": str(features.resolve()), "features_size": st.st_size,
+    return {"model_sha256": list(drawer.shas), "features": str(features.resolve()), "features_size": st.st_size,
             "features_mtime_ns": st.st_mtime_ns, "params": params.model_dump(include=set(DRAWING)),
             "patient": None if patient is None else [patient.patient, [round(float(p), 6) for p in patient.probs]]}
 
@@ -112,14 +112,14 @@ def _publish(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folder: Path, stem: str,
+def draw_slide(drawer: Drawer, slide_path: Path, features_path: Path, folder: Path, stem: str,
                params: HeatmapSettings, patient: PatientPrediction | None = None, mpp: float | None = None,
                ) -> dict[str, Any]:
     """Every output file of one slide into ``folder``; returns the summary stored in ``heatmaps.json``."""
     bag = read_features(features_path)
     with _open(slide_path, mpp, bag.attrs) as slide:
         check_same_slide(bag.attrs, slide.dimensions, str(features_path), slide_path.name)
-        scores = score_slide(loaded, bag, float(slide.mpp))
+        scores = score_slide(drawer, bag, float(slide.mpp))
         if patient is not None:
             scores = replace(scores, probs=patient.probs, patient=patient.patient)
         bag = None  # type: ignore[assignment]  # features are no longer needed; free them before drawing
@@ -129,7 +129,7 @@ def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folde
         write_overlays(thumb, thumb_scale, scores, folder, stem)
         del thumb
         if params.topk > 0:
-            tile_px = params.tile_px or int(loaded.meta.spec.tile_size_px or 224)
+            tile_px = params.tile_px or int(drawer.models[0].meta.spec.tile_size_px or 224)
             picked = extract_tiles(slide, scores, folder, params.topk, tile_px)
             title = f"{stem}: top and bottom {params.topk} tiles per class (tile score)"
             contact_sheet(picked, folder / f"{stem}_tiles.png", title)
@@ -139,16 +139,21 @@ def draw_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, folde
         return {"slide": str(slide_path), "patient": scores.patient, "mpp": float(slide.mpp), "n_tiles": int(len(scores.coords)),
                 "target": scores.target, "prediction": scores.prediction,
                 "probabilities": dict(zip(scores.categories, map(float, scores.probs))),
-                "map_downsample": scale}
+                "map_downsample": scale, "drawn_by": drawer.provenance()}
 
 
-def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, out_dir: Path,
-                  params: HeatmapSettings, model_sha: str, patient: PatientPrediction | None = None,
+def heatmap_slide(models: HeatmapModels, slide_path: Path, features_path: Path, out_dir: Path,
+                  params: HeatmapSettings, patient: PatientPrediction | None = None,
                   mpp: float | None = None) -> str:
-    """One slide into ``<out_dir>/<stem>/``; returns batch.DONE or batch.SKIPPED (finished with the same inputs)."""
+    """One slide into ``<out_dir>/<stem>/``; returns batch.DONE or batch.SKIPPED (finished with the same inputs).
+
+    Without a slide table the slide is its own patient, named by its feature file, for the
+    held-out check as in training.
+    """
     stem = slide_stem(slide_path)
     final = out_dir / stem
-    fingerprint = _fingerprint(model_sha, features_path, params, patient)
+    drawer = patient.drawer if patient is not None else models.for_patient(features_path.stem)
+    fingerprint = _fingerprint(drawer, features_path, params, patient)
     if _is_done(final, fingerprint):
         return batch.SKIPPED
     for stale in out_dir.glob(f".{stem}.partial-*"):
@@ -156,7 +161,7 @@ def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, ou
     tmp = out_dir / f".{stem}.partial-{os.getpid()}"
     tmp.mkdir()
     try:
-        summary = draw_slide(loaded, slide_path, features_path, tmp, stem, params, patient, mpp)
+        summary = draw_slide(drawer, slide_path, features_path, tmp, stem, params, patient, mpp)
         (tmp / DONE_FILE).write_text(json.dumps({**summary, "inputs": fingerprint}, indent=1))
         _publish(tmp, final)
     finally:
@@ -166,7 +171,7 @@ def heatmap_slide(loaded: LoadedModel, slide_path: Path, features_path: Path, ou
 
 
 def run_heatmaps(
-    model: str | os.PathLike[str] | LoadedModel,
+    model: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | LoadedModel,
     slides_dir: str | os.PathLike[str],
     features_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -180,12 +185,13 @@ def run_heatmaps(
 ) -> HeatmapRun:
     """Draw heatmaps, top tiles and QuPath files for ``settings.slides`` (or up to ``max_slides`` with features).
 
-    A slide that fails is reported and the others go on. With a ``slide_table``, titles show the
-    patient's prediction over all its slides.
+    ``model`` is a checkpoint, several, or a crossval folder (its fold models): each patient is
+    drawn by the models that held it out (:mod:`slidepredict.heatmaps.models`). A slide that fails
+    is reported and the others go on. With a ``slide_table``, titles show the patient's
+    prediction over all its slides.
     """
     settings = settings or HeatmapSettings()
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
-    model_sha = file_sha256(loaded.path)
+    models = load_heatmap_models(model, device)
     pairs = select_slides(Path(slides_dir), Path(features_dir), settings.slides or None)
     if settings.max_slides and not settings.slides and len(pairs) > settings.max_slides:
         log.info("drawing %d of %d slides (max_slides; name slides with --slide, or --max-slides 0 for all)",
@@ -194,12 +200,12 @@ def run_heatmaps(
     out = batch.check_writable(out_dir)
     features_of = dict(pairs)
     patients = {} if slide_table is None else patient_predictions(
-        loaded, features_dir, slide_table, [f.stem for _, f in pairs], patient_col, filename_col)
+        models, features_dir, slide_table, [f.stem for _, f in pairs], patient_col, filename_col)
     run = HeatmapRun()
     run.result = batch.run_per_slide(
         [p for p, _ in pairs],
-        lambda p: heatmap_slide(loaded, p, features_of[p], out, settings, model_sha, patients.get(features_of[p].stem), mpp),
-        f"Heatmaps ({loaded.meta.target})",
+        lambda p: heatmap_slide(models, p, features_of[p], out, settings, patients.get(features_of[p].stem), mpp),
+        f"Heatmaps ({models.first.meta.target})",
     )
     finished = set(run.result.done) | set(run.result.skipped)
     run.folders = [out / slide_stem(p) for p, _ in pairs if p in finished]

@@ -95,9 +95,10 @@ def draw_overlay(
 
 
 def map_title(slide: str, name: str, scores: TileScores) -> tuple[str, str]:
-    """Title naming the map and the slide-level prediction, and the colour-bar label."""
+    """Title naming the map, the prediction and whether its model held the patient out; the colour-bar label."""
     who = f"patient {scores.patient}: " if scores.patient else ""
     pred = f"{who}prediction {scores.target} = {scores.prediction} (p = {scores.confidence:.2f})"
+    pred += f", {scores.drawer.describe()}" if scores.drawer is not None else ""
     if name == ATTENTION:
         return f"{slide}: attention\n{pred}", "attention (rank within slide, 1 = highest)"
     return f"{slide}: tile scores for {scores.target} = {name}\n{pred}", f"tile score for {name}"

@@ -12,17 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slidepredict.training.predict import LoadedModel, predict_bag
+from slidepredict.heatmaps.models import Drawer, HeatmapModels
+from slidepredict.training.predict import predict_bag
 
 
 @dataclass(frozen=True)
 class PatientPrediction:
     patient: str
-    probs: np.ndarray  # (C,) from the patient's complete bag
+    probs: np.ndarray  # (C,) from the patient's complete bag, mean over the drawing models
+    drawer: Drawer
 
 
 def patient_predictions(
-    loaded: LoadedModel,
+    models: HeatmapModels,
     features_dir: str | os.PathLike[str],
     slide_table: str | os.PathLike[str],
     stems: Iterable[str],
@@ -39,10 +41,12 @@ def patient_predictions(
         files = cohort.slides[patient]
         if not wanted & {f.path.stem for f in files}:
             continue
+        drawer = models.for_patient(patient)
         for f in files:
-            loaded.check_features(f.spec, str(f.path))
+            for loaded in drawer.models:
+                loaded.check_features(f.spec, str(f.path))
         feats, coords = cohort.load_bag(patient)
-        probs, _, _ = predict_bag(loaded, feats, coords)
-        prediction = PatientPrediction(patient, np.asarray(probs, dtype=np.float64))
+        probs = np.mean([predict_bag(loaded, feats, coords)[0] for loaded in drawer.models], axis=0)
+        prediction = PatientPrediction(patient, np.asarray(probs, dtype=np.float64), drawer)
         out.update({f.path.stem: prediction for f in files})
     return out

@@ -54,6 +54,8 @@ def write_geojson(scores: TileScores, path: Path, stem: str) -> Path:
     """Stream one feature per line (no list of N dicts in memory); measurement names = CSV column names.
 
     Each tile is classified as the class with its highest score, so QuPath can colour or count by class.
+    The collection's ``properties.slidepredict`` records the patient, prediction and drawing model(s)
+    and whether the patient was held out from them (QuPath ignores it).
     """
     cols = {k: v for k, v in scores.columns().items() if k not in COORD_COLUMNS}
     names = list(cols)
@@ -61,7 +63,10 @@ def write_geojson(scores: TileScores, path: Path, stem: str) -> Path:
     best = np.argmax(scores.class_scores, axis=1)
     colours = class_colours(scores.categories)
     with open(path, "w") as fh:
-        fh.write('{"type": "FeatureCollection", "features": [\n')
+        about = {"slidepredict": {"slide": stem, "patient": scores.patient, "target": scores.target,
+                                  "prediction": scores.prediction, "drawn_by": scores.drawer and scores.drawer.provenance()}}
+        head = json.dumps({"type": "FeatureCollection", "properties": about}, separators=(",", ":"))
+        fh.write(head[:-1] + ', "features": [\n')
         for i, ((x, y), row) in enumerate(zip(scores.coords.tolist(), table)):
             label = scores.categories[int(best[i])]
             meas = {n: round(float(v), 6) for n, v in zip(names, row)}

@@ -17,7 +17,8 @@ from scipy.stats import rankdata
 
 from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile import FeatureBag
-from slidepredict.training.predict import LoadedModel, predict_bag
+from slidepredict.heatmaps.models import Drawer
+from slidepredict.training.predict import predict_bag
 
 ATTENTION = "attention"
 COORD_COLUMNS = ("x", "y", "width", "height")
@@ -36,6 +37,7 @@ class TileScores:
     target: str
     probs: np.ndarray  # (C,) the slide's prediction, or its patient's when the slide table is known
     patient: str | None = None
+    drawer: Drawer | None = None  # the model(s) behind every number here, and whether the patient was held out
 
     @property
     def prediction(self) -> str:
@@ -101,18 +103,24 @@ def check_same_slide(attrs: dict[str, Any], dimensions: tuple[int, int], source:
         )
 
 
-def score_slide(loaded: LoadedModel, bag: FeatureBag, slide_mpp: float) -> TileScores:
-    """Run the model on one slide's complete bag and keep the per-tile parts."""
+def score_slide(drawer: Drawer, bag: FeatureBag, slide_mpp: float) -> TileScores:
+    """Run the drawing model(s) on one slide's complete bag and keep the per-tile parts.
+
+    With several models (a fold ensemble on an external slide) probabilities, raw attention and
+    tile scores are each the mean over the models, as `deploy` averages patient probabilities.
+    """
     source = str(bag.path)
     if bag.features is None or bag.coords is None:
         raise FeatureFileError(f"{source}: has no tile coordinates, so tiles cannot be placed on the slide")
     if len(bag.coords) == 0:
         raise FeatureFileError(f"{source}: holds no tiles; re-run `slidepredict extract` for this slide")
-    loaded.check_features(bag.spec, source)
-    probs, att, tiles = predict_bag(loaded, bag.features, bag.coords)
+    for loaded in drawer.models:
+        loaded.check_features(bag.spec, source)
+    parts = [predict_bag(loaded, bag.features, bag.coords) for loaded in drawer.models]
+    probs, att, tiles = (np.mean([np.asarray(p[i], dtype=np.float64) for p in parts], axis=0) for i in range(3))
+    first = drawer.models[0]
     return TileScores(
         coords=np.asarray(bag.coords, dtype=np.int64), size0=tile_size_level0(bag.attrs, slide_mpp, source),
-        attention=rank_normalise(att), attention_raw=np.asarray(att, dtype=np.float64),
-        class_scores=np.asarray(tiles, dtype=np.float64), categories=loaded.categories,
-        target=loaded.meta.target, probs=np.asarray(probs, dtype=np.float64),
+        attention=rank_normalise(att), attention_raw=att, class_scores=tiles, categories=first.categories,
+        target=first.meta.target, probs=probs, drawer=drawer,
     )

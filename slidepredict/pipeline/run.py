@@ -50,13 +50,19 @@ def require_some(res: Any, what: str, where: Path) -> Any:
     return res
 
 
-def external(cfg: RunConfig, layout: RunLayout, command: str) -> dict[str, Any]:
-    """``tile``/``extract`` arguments for the external cohort of the `deploy:` section."""
+def external(cfg: RunConfig, layout: RunLayout, command: str, target: str | None = None) -> dict[str, Any]:
+    """``tile``/``extract``/``heatmaps`` arguments for the external cohort of the `deploy:` section."""
     assert cfg.deploy is not None
-    kwargs = resolve(cfg, command)
-    kwargs["cohort"] = kwargs["cohort"].model_copy(update={"mpp": cfg.deploy.mpp})
-    kwargs["slides"] = [cfg.deploy.slides_dir]
-    kwargs["out"] = layout.external_tiles if command == "tile" else layout.external_features
+    kwargs = resolve(cfg, command, target)
+    d = cfg.deploy
+    kwargs["cohort"] = kwargs["cohort"].model_copy(update={"mpp": d.mpp, "slides_dir": d.slides_dir, "slide_table": d.slide_table})
+    outs = {"tile": layout.external_tiles, "extract": layout.external_features}
+    if command == "heatmaps":
+        assert target is not None
+        kwargs.update(features=layout.external_features, out=layout.external_heatmaps(target))
+        return kwargs
+    kwargs["slides"] = [d.slides_dir]
+    kwargs["out"] = outs[command]
     if command == "extract":
         kwargs["coords"] = layout.external_tiles
     return kwargs
@@ -127,7 +133,11 @@ def _heatmaps(ctx: RunContext) -> str | None:
     done = []
     for target in _targets(ctx):
         run = stages.heatmaps(**resolve(ctx.cfg, "heatmaps", target))
-        done.append(f"{target}: {len(run.folders)} slides")
+        text = f"{target}: {len(run.folders)} slides"
+        if ctx.cfg.deploy is not None:
+            ext = stages.heatmaps(**external(ctx.cfg, ctx.layout, "heatmaps", target))
+            text += f" + {len(ext.folders)} external"
+        done.append(text)
     return "; ".join(done)
 
 

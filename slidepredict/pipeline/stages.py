@@ -108,7 +108,7 @@ def stats(preds: list[Path], out: Path, stats: StatsSettings) -> StatsResult:
 
 
 @writes()
-def heatmaps(model: Path, features: Path, out: Path, cohort: CohortSettings, heatmaps: HeatmapSettings,
+def heatmaps(model: list[Path], features: Path, out: Path, cohort: CohortSettings, heatmaps: HeatmapSettings,
              training: TrainingSettings) -> HeatmapRun:
     """Per-tile scores, overlays, top tiles and QuPath files for the cohort's slides."""
     from slidepredict.heatmaps.api import run_heatmaps

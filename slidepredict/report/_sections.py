@@ -185,8 +185,25 @@ def heatmaps_section(run_dir: Path, env: Any) -> Section | None:
             "href": _rel(p, run_dir),
             "uri": image_data_uri(p, THUMB_PX),
             "geojson": [_rel(g, run_dir) for g in geo],
+            "drawn_by": _drawn_by(p.parent),
         })
-    return _rendered(env, "heatmaps", "Heatmaps", "heatmaps.html", items=items)
+    return _rendered(env, "heatmaps", "Heatmaps", "heatmaps.html", items=items, rule=_RULE_TEXT)
+
+
+_RULE_TEXT = ("A patient of a cross-validated cohort is drawn by the fold model that held it out; a patient no model "
+              "saw (external) by all models, averaged; a patient the drawing model trained on is marked in-sample, "
+              "and its map and probability are not a validation.")
+
+
+def _drawn_by(folder: Path) -> str:
+    """``held out (fold-2)`` from the slide's heatmaps.json; empty for maps drawn before it was recorded."""
+    from slidepredict.heatmaps.api import DONE_FILE
+
+    try:
+        drawn = json.loads((folder / DONE_FILE).read_text()).get("drawn_by") or {}
+    except (OSError, ValueError):
+        return ""
+    return f"{drawn['status']} ({drawn['model']})" if {"status", "model"} <= drawn.keys() else ""
 
 
 @register_section("qc")
