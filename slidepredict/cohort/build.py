@@ -85,6 +85,8 @@ class Cohort:
     categories: list[str] = field(default_factory=list)
     labels: np.ndarray | None = None  # class index per patient, aligned with ``patients``
     drops: DropReport = field(default_factory=DropReport)
+    groups: np.ndarray | None = None  # site/batch per patient (cohort.groups), kept on one side of every split
+    group_name: str | None = None  # where ``groups`` came from: a clinical-table column, or tcga-site
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -108,6 +110,7 @@ class Cohort:
         return replace(
             self, patients=list(patients), slides={p: self.slides[p] for p in patients},
             labels=None if self.labels is None else self.labels[idx],
+            groups=None if self.groups is None else self.groups[idx],
         )
 
     def load_bag(
@@ -141,6 +144,7 @@ class Cohort:
             "class_counts": self.class_counts(),
             "features": self.spec.to_dict(),
             "dropped": self.drops.to_list(),
+            **({} if self.groups is None else {"group": self.group_name, "groups": len(set(self.groups))}),
         }
 
 

@@ -111,7 +111,7 @@ def _crossval(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str
     return {"features": layout.features, "out": layout.crossval_root}
 
 
-@_register("train", _TABLES, Uses("training", skip=("folds", "baseline", "target_sensitivity")))
+@_register("train", _TABLES, Uses("training", skip=("folds", "baseline", "target_sensitivity", "leave_group_out")))
 def _train(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     return {"features": layout.features, "out": layout.train_root}
 

@@ -91,7 +91,8 @@ def _crossval(ctx: RunContext) -> str | None:
     lines = []
     for target in _targets(ctx):
         figures = stages.stats(**resolve(ctx.cfg, "stats", target)).headline
-        headline = figures["text"] + (f"; per fold {figures['per_group']}" if figures.get("per_group") else "")
+        per = f"per {ctx.cfg.stats.by}" if ctx.cfg.stats.by else "per fold"
+        headline = figures["text"] + (f"; {per} {figures['per_group']}" if figures.get("per_group") else "")
         headline += baseline_note(ctx.layout.crossval(target), t.baseline_pooling(), target)
         ctx.headlines.append(f"{target} cross-validation (held-out folds, pooled): {headline}")
         lines.append(f"{target}: {headline}")

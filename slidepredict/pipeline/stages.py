@@ -104,7 +104,8 @@ def stats(preds: list[Path], out: Path, stats: StatsSettings) -> StatsResult:
     """Metrics with bootstrap CIs from patient-preds.csv files."""
     from slidepredict.stats.api import compute_stats
 
-    return compute_stats(preds, out, n_bootstrap=stats.n_bootstrap, seed=stats.seed, ci=stats.ci, positive=stats.positive)
+    return compute_stats(preds, out, n_bootstrap=stats.n_bootstrap, seed=stats.seed, ci=stats.ci, positive=stats.positive,
+                         by=stats.by)
 
 
 @writes()

@@ -23,7 +23,7 @@ from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
 from slidepredict.stats.operating import CARRIED
 from slidepredict.stats.plots import plot_target
 from slidepredict.core.names import safe_name
-from slidepredict.stats.predictions import Predictions, PredictionsError, load_all
+from slidepredict.stats.predictions import Predictions, PredictionsError, check_no_degenerate_class, complete, load_all
 
 log = logging.getLogger(__name__)
 
@@ -123,18 +123,27 @@ def compute_stats(
     ci: float = 0.95,
     positive: str | Mapping[str, str] | None = None,
     carried: Mapping[str, Mapping[str, float]] | None = None,
+    by: str | None = None,
 ) -> StatsResult:
     """Per target, class and group (file/fold and pooled): metrics with CIs, confusion, plots.
 
     ``positive`` is one class for every binary target, or a per-target mapping (the `stats.positive` setting).
     ``carried`` (target -> class -> cut-off) adds the figures at cut-offs chosen on other data
-    (``stats/operating.py``), the ones to quote for an external cohort.
+    (``stats/operating.py``), the ones to quote for an external cohort. ``by`` names a column
+    (e.g. the site) whose values replace the folds as the groups; a group lacking a class has no
+    figures of its own but is pooled.
     """
     _check_options(n_bootstrap, ci)
-    by_target = load_all([Path(p) for p in pred_files])
+    by_target = load_all([Path(p) for p in pred_files], by)
     plans = []  # (fold groups, pooled group, classes to plot); all choices checked before any work
     for groups in by_target.values():
         pooled = pool(groups)
+        check_no_degenerate_class(pooled)
+        lacking = [g.group for g in groups if not complete(g)]
+        if lacking:
+            log.warning("%s: %d groups lack a class and are only pooled (%s)", pooled.target, len(lacking),
+                        ", ".join(lacking[:5]))
+            groups = [g for g in groups if complete(g)]
         chosen = positive_class(pooled, for_target(positive, pooled.target) if isinstance(positive, Mapping) else positive)
         shown = [chosen] if len(pooled.classes) == 2 else list(pooled.classes)
         plans.append((groups if len(groups) > 1 else [], pooled, shown))

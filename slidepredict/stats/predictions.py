@@ -157,9 +157,14 @@ def _fold_name(value: str) -> str:
     return value if value.lower().startswith("fold") else f"fold-{value}"
 
 
-def read_predictions(path: Path, label: str) -> list[Predictions]:
-    """Read one file into evaluation groups: the file itself, or one group per `fold` value."""
+def read_predictions(path: Path, label: str, by: str | None = None) -> list[Predictions]:
+    """Read one file into evaluation groups: the file itself, or one group per value of `fold` (or of ``by``)."""
     df = _read_csv(path)
+    if by is not None and by not in df.columns:
+        raise PredictionsError(
+            f"Predictions file '{path}' has no column '{by}' to break the statistics down by "
+            f"(columns found: {', '.join(df.columns)})."
+        )
     if PATIENT not in df.columns:
         raise PredictionsError(
             f"Predictions file '{path}' has no '{PATIENT}' column (columns found: {', '.join(df.columns)})."
@@ -186,12 +191,14 @@ def read_predictions(path: Path, label: str) -> list[Predictions]:
             path, int((~labelled).sum()), len(df), target,
         )
     df, probs = df[labelled].reset_index(drop=True), probs[labelled]
-    folds = df[FOLD].fillna("").astype(str) if FOLD in df.columns else pd.Series([""] * len(df))
-    fold_values = list(dict.fromkeys(folds))
+    column = by or FOLD
+    folds = df[column].fillna("").astype(str) if column in df.columns else pd.Series([""] * len(df))
+    fold_values = sorted(dict.fromkeys(folds)) if by else list(dict.fromkeys(folds))
     groups = []
     for fold in fold_values:
         rows = (folds == fold).to_numpy()
-        name = label if len(fold_values) == 1 else "-".join(filter(None, [label, _fold_name(fold)]))
+        part = f"{by}-{fold or 'none'}" if by else _fold_name(fold)
+        name = label if len(fold_values) == 1 and not by else "-".join(filter(None, [label, part]))
         sub = df[rows]
         dup = sub[PATIENT][sub[PATIENT].duplicated()]
         if not dup.empty:
@@ -240,14 +247,25 @@ def check_no_degenerate_class(group: Predictions) -> None:
         )
 
 
-def load_all(paths: list[Path]) -> dict[str, list[Predictions]]:
-    """Read and validate every file; group the evaluation groups by target."""
+def complete(group: Predictions) -> bool:
+    """Whether every class has patients in ``group`` (else it has no AUROC of its own)."""
+    return set(group.classes) <= set(group.labels)
+
+
+def load_all(paths: list[Path], by: str | None = None) -> dict[str, list[Predictions]]:
+    """Read and validate every file; group the evaluation groups by target.
+
+    A file that is one group must hold every class; of a file split into folds (or ``by``
+    groups), a group lacking a class is only pooled (the caller says so), and the pooled
+    groups must hold every class.
+    """
     if not paths:
         raise PredictionsError("No predictions files given; pass one or more patient-preds.csv.")
     by_target: dict[str, list[Predictions]] = {}
     first_file: dict[str, Predictions] = {}
     for path, label in zip(paths, file_labels(paths)):
-        for group in read_predictions(Path(path), label):
+        parts = read_predictions(Path(path), label, by)
+        for group in parts:
             ref = first_file.setdefault(group.target, group)
             if set(ref.classes) != set(group.classes):
                 raise PredictionsError(
@@ -258,6 +276,7 @@ def load_all(paths: list[Path]) -> dict[str, list[Predictions]]:
             if ref.classes != group.classes:  # same classes, other column order
                 order = [group.classes.index(c) for c in ref.classes]
                 group = replace(group, classes=ref.classes, probs=group.probs[:, order])
-            check_no_degenerate_class(group)
+            if len(parts) == 1:
+                check_no_degenerate_class(group)
             by_target.setdefault(group.target, []).append(group)
     return by_target

@@ -14,3 +14,6 @@ class StatsSettings(Settings):
     positive: dict[str, str] = setting(
         default_factory=dict, per_target=True,
         description="Class to report and plot per binary target, e.g. {MSI: MSI-H} (default: the rarer class).")
+    by: str | None = setting(
+        None, "Column of the predictions to break the figures down by instead of the folds, e.g. SITE "
+        "(crossval writes the `training.group` column); groups lacking a class are only pooled.")

@@ -8,7 +8,8 @@ from slidepredict.core.lazy import lazy_exports
 
 _API = {
     **dict.fromkeys(("CheckpointError", "ModelMeta", "load_checkpoint", "save_checkpoint"), "slidepredict.training.checkpoint"),
-    **dict.fromkeys(("crossval", "make_splits", "pooled_auroc", "train_final"), "slidepredict.training.folds"),
+    **dict.fromkeys(("crossval", "pooled_auroc", "train_final"), "slidepredict.training.folds"),
+    "make_splits": "slidepredict.training.splits",
     **dict.fromkeys(("check_trainable", "fit"), "slidepredict.training.fitting"),
     **dict.fromkeys(("LoadedModel", "load_model", "predict_bag", "predict_cohort"), "slidepredict.training.predict"),
     **dict.fromkeys(("TrainSettings", "TrainingSettings"), "slidepredict.training.settings"),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from slidepredict.cohort.build import Cohort
+from slidepredict.training.splits import inner_split
 from slidepredict.core.errors import CohortError
 from slidepredict.training.checkpoint import ModelMeta, save_checkpoint
 from slidepredict.training.predict import LoadedModel, load_model
@@ -41,17 +42,6 @@ def check_trainable(cohort: Cohort, min_per_class: int = 2, why: str = "for the 
                 f"class '{cat}' of target '{cohort.target}' has {n} patient{'s' if n != 1 else ''}; "
                 f"at least {min_per_class} are needed {why}"
             )
-
-
-def inner_split(cohort: Cohort, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Stratified training/validation split of the training patients (the test fold never takes part)."""
-    from sklearn.model_selection import train_test_split
-
-    n_val = max(len(cohort.categories), int(round(val_fraction * len(cohort))))
-    train, val = train_test_split(
-        cohort.patients, test_size=n_val, stratify=cohort.labels, random_state=seed
-    )
-    return sorted(train), sorted(val)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> list[float]:

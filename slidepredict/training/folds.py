@@ -21,42 +21,9 @@ from slidepredict.layout import COHORT_FILE, MODEL_FILE, PREDS_FILE, SPLITS_FILE
 from slidepredict.training.fitting import check_trainable, fit
 from slidepredict.training.predict import predict_cohort
 from slidepredict.training.settings import TrainSettings
+from slidepredict.training.splits import Splits, load_or_make_splits, n_folds, splits_record
 
 log = logging.getLogger(__name__)
-
-def make_splits(cohort: Cohort, folds: int, seed: int) -> list[dict[str, list[str]]]:
-    """Stratified k-fold over patients (a patient's slides never straddle folds)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    out = []
-    for train_idx, test_idx in skf.split(cohort.patients, cohort.labels):
-        out.append({
-            "train": sorted(cohort.patients[i] for i in train_idx),
-            "test": sorted(cohort.patients[i] for i in test_idx),
-        })
-    return out
-
-
-def load_or_make_splits(path: Path, cohort: Cohort, folds: int, seed: int) -> tuple[list[dict[str, list[str]]], bool]:
-    """The saved ``splits.json`` when it exists (so reruns and cluster jobs agree), else new splits.
-
-    Returns the splits and whether they are new; new ones are written by :func:`record_run`
-    once every input is known to be usable, so a refused run leaves no splits behind.
-    """
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        splits = saved["splits"]
-        had = {p for s in splits for p in s["test"]}
-        if len(splits) != folds or had != set(cohort.patients):
-            changed = len(had.symmetric_difference(cohort.patients))
-            raise CohortError(
-                f"{path} holds {len(splits)} folds over {len(had)} patients, but this run has {folds} folds over "
-                f"{len(cohort)} patients ({changed} differ); use a new --out folder or delete {path.name}"
-            )
-        return splits, False
-    return make_splits(cohort, folds, seed), True
-
 
 def _guard_config(out_dir: Path, config: TrainSettings) -> None:
     """Refuse to continue a run whose trained models were made with other model settings.
@@ -79,20 +46,18 @@ def _guard_config(out_dir: Path, config: TrainSettings) -> None:
 
 
 def record_run(out_dir: Path, cohort: Cohort, config: TrainSettings,
-               splits: tuple[list[dict[str, list[str]]], int, int] | None = None) -> None:
+               splits: tuple[Splits, int, int] | None = None) -> None:
     """Write what identifies a training run (settings, cohort, new splits): only after its inputs passed every check."""
     check_writable(out_dir)
     write_text_atomic(out_dir / TRAIN_CONFIG_FILE, json.dumps(config.model_settings(), indent=1))
     write_text_atomic(out_dir / COHORT_FILE, json.dumps(cohort.summary(), indent=1))
     if splits is not None:
-        chosen, folds, seed = splits
-        write_text_atomic(out_dir / SPLITS_FILE,
-                          json.dumps({"target": cohort.target, "folds": folds, "seed": seed, "splits": chosen}, indent=1))
+        write_text_atomic(out_dir / SPLITS_FILE, json.dumps(splits_record(cohort, *splits), indent=1))
 
 
 def crossval(
     cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSettings, folds: int = 5, fold: int | None = None,
-    baseline: str | None = None, target_sensitivity: float | None = None,
+    baseline: str | None = None, target_sensitivity: float | None = None, leave_group_out: bool = False,
 ) -> Any:
     """Train and test one model per fold; returns the pooled test predictions (also written to disk).
 
@@ -101,11 +66,13 @@ def crossval(
     ``baseline`` (a pooling of :mod:`slidepredict.training.baseline`) also fits that reference on
     the same folds, into ``baseline-<pooling>/`` when the folds are pooled. The pooled predictions
     also choose the operating point carried to deploy (``stats/operating.py``; Youden's J, or the
-    cut-off reaching ``target_sensitivity``).
+    cut-off reaching ``target_sensitivity``). With ``cohort.groups`` the folds are grouped
+    (``training/splits.py``), or one per group with ``leave_group_out``.
     """
     import pandas as pd
 
     out_dir = Path(out_dir)
+    folds = n_folds(cohort, folds, leave_group_out)
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
     if fold is not None and not 0 <= fold < folds:
@@ -116,14 +83,14 @@ def crossval(
             f"crossval with {folds} folds needs at least {folds} patients; target '{cohort.target}' has "
             f"{len(cohort)} usable patients; use --folds {max(2, len(cohort))} or fewer"
         )
-    small = {c: n for c, n in cohort.class_counts().items() if n < folds}
+    small = {c: n for c, n in cohort.class_counts().items() if n < folds and cohort.groups is None}
     if small:
         cat, n = next(iter(small.items()))
         raise CohortError(
             f"class '{cat}' of target '{cohort.target}' has {n} patients, fewer than the {folds} folds; "
             f"use --folds {max(2, n)} or fewer"
         )
-    splits, new = load_or_make_splits(out_dir / SPLITS_FILE, cohort, folds, config.seed)
+    splits, new = load_or_make_splits(out_dir / SPLITS_FILE, cohort, folds, config.seed, leave_group_out)
     for k, split in enumerate(splits):
         check_trainable(cohort.subset(split["train"]), why=f"for the inner validation split of fold {k}")
     _guard_config(out_dir, config)
@@ -141,6 +108,8 @@ def crossval(
         model = fit(train, config, folder / MODEL_FILE, description=f"{cohort.target} fold {k}")
         df = predict_cohort(model, test, description=f"fold {k}: testing")
         df["fold"] = k
+        if cohort.groups is not None:
+            df[str(cohort.group_name)] = test.groups
         write_text_atomic(preds_path, df.to_csv(index=False))
         frames.append(df)
     if fold is not None:

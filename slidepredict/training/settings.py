@@ -38,6 +38,10 @@ class TrainSettings(Settings):
     weight_decay: float = setting(1e-2, "AdamW weight decay.", ge=0)
     val_fraction: float = setting(0.2, "Share of the training patients held out for early stopping.", gt=0, lt=1)
     seed: int = setting(0, "Seed for splits, sampling and initialisation.")
+    group: str | None = setting(
+        None, "Clinical-table column (e.g. SITE) whose patients stay together on one side of every split "
+        "(outer folds and the inner validation split); `tcga-site` reads the tissue source site from TCGA "
+        "patient IDs (TCGA-XX-...).")
     # where it runs (RUNTIME_FIELDS: a rerun may change these)
     workers: int = setting(0, "DataLoader worker processes reading h5 files.", ge=0)
     device: Device = setting("auto", "Where MIL heads train and predict (auto: a CUDA GPU when there is one).")
@@ -60,6 +64,8 @@ class TrainingSettings(TrainSettings):
         default_factory=dict, per_target=True,
         description="Classes per target, in this order (default: the sorted values found).")
     folds: int = setting(5, "Patient-level cross-validation folds.", ge=2)
+    leave_group_out: bool = setting(
+        False, "One fold per group of `group` (leave-one-site-out); the number of folds is then the number of groups.")
     crossval: bool = setting(True, "Run k-fold cross-validation.", run_only="`slidepredict crossval` always cross-validates")
     train: bool = setting(True, "Train one model on all patients for deployment.",
                           run_only="`slidepredict train` always trains")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slidepredict.cohort.build import build_cohort
+from slidepredict.cohort.groups import with_groups
 from slidepredict.core.settings import ALL_TARGETS, for_target
 from slidepredict.core.errors import ConfigError
 from slidepredict.layout import PREDS_FILE, fold_dir
@@ -41,16 +42,18 @@ def run_targets(
         labelled = build_cohort(features, cohort.slide_table, cohort.clini_table, target=target,
                                 categories=for_target(training.categories, target),
                                 patient_col=cohort.patient_col, filename_col=cohort.filename_col)
+        labelled = with_groups(labelled, training.group, cohort.clini_table, cohort.patient_col)
         if mode == "train":
             ckpt = train_final(labelled, out / target, training)
             yield f"{target}: model trained on {len(labelled)} patients -> {ckpt}"
         elif fold is not None:
-            crossval(labelled, out / target, training, folds=training.folds, fold=fold)
+            crossval(labelled, out / target, training, folds=training.folds, fold=fold,
+                     leave_group_out=training.leave_group_out)
             yield f"{target}: fold {fold} of {training.folds} done -> {fold_dir(out / target, fold)}"
         else:
             pooling = training.baseline_pooling()
             preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling,
-                             target_sensitivity=training.target_sensitivity)
+                             target_sensitivity=training.target_sensitivity, leave_group_out=training.leave_group_out)
             auc = pooled_auroc(preds, target, labelled.categories)
             yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled AUROC "
                    f"{auc:.3f}{baseline_note(out / target, pooling, target)} -> {out / target / PREDS_FILE}")
