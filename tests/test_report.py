@@ -108,3 +108,15 @@ def test_console_error_detection_catches_a_broken_page(tmp_path: Path) -> None:
     page.write_text("<html><body><script>undefinedFunction();</script>text</body></html>")
     log = render_in_chromium(page, tmp_path / "broken.png")
     assert any("CONSOLE" in line and "undefinedFunction" in line for line in log.splitlines())
+
+
+def test_metrics_table_shows_the_spread_of_the_folds_next_to_the_pooled_ci() -> None:
+    from slidepredict.report._sections import metrics_summary
+
+    rows = [{"target": "MSI", "class": "MSI", "group": g, "metric": "auroc", "threshold": "", "value": v,
+             "ci_low": v - 0.1, "ci_high": min(1.0, v + 0.1), "n": 10} for g, v in
+            (("fold-0", 0.7), ("fold-1", 0.9), ("pooled", 0.8))]
+    columns, table = metrics_summary(pd.DataFrame(rows))
+    spread = [r for r in table if r[2] == "mean ± SD of groups"]
+    assert len(spread) == 1 and spread[0][columns.index("AUROC (95% CI)")] == "0.800 ± 0.100 (2 groups)"
+    assert len(spread[0]) == len(columns)

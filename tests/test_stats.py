@@ -154,6 +154,13 @@ def test_multiclass_one_vs_rest_and_macro_averages(tmp_path: Path) -> None:
         assert f"subtype: {c} vs rest" in svg
     assert _value(t, "pooled", "overall", "accuracy", "pred")["value"] == pytest.approx(
         (df["subtype"] == df["pred"]).mean())
+    # standard definitions: macro F1 of the argmax decision, Brier summed over classes
+    assert _value(t, "pooled", "overall", "f1_macro", "pred")["value"] == pytest.approx(
+        f1_score(df["subtype"], df["pred"], average="macro"))
+    assert _value(t, "pooled", "overall", "brier")["value"] == pytest.approx(((probs - onehot) ** 2).sum(1).mean())
+    assert not len(t[(t["class"] == "macro") & t["metric"].isin(["f1", "brier", "sensitivity"])])
+    assert _value(t, "pooled", "mean-ovr", "f1", "0.5")["value"] == pytest.approx(
+        np.mean([f1_score(onehot[:, j], probs[:, j] >= 0.5) for j in range(len(MULTI))]))
 
 
 def test_plots_are_written_valid_and_labelled(tmp_path: Path) -> None:

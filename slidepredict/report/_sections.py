@@ -127,7 +127,19 @@ def metrics_summary(df: Any) -> tuple[list[str], list[list[str]]]:
             r = pick(metric, thr)
             cells.append(f"{r['value']:.3f}" if r is not None and r["value"] == r["value"] else "")
         rows.append(cells)
-    return columns, rows
+    return columns, rows + _spread_rows(df, len(columns))
+
+
+def _spread_rows(df: Any, width: int) -> list[list[str]]:
+    """Per target and class, the folds' (or groups') own AUROCs as mean +- SD, next to the pooled CI."""
+    rows = []
+    auroc = df[(df["metric"] == "auroc") & (df["group"] != "pooled") & (df["class"] != "overall")]
+    for (target, cls), g in auroc.groupby(["target", "class"], sort=False):
+        values = g["value"].astype(float).dropna()
+        if len(values) > 1 and (df["group"] == "pooled").any():
+            cell = f"{values.mean():.3f} ± {values.std(ddof=0):.3f} ({len(values)} groups)"
+            rows.append([str(target), str(cls), "mean ± SD of groups", "", cell] + [""] * (width - 5))
+    return rows
 
 
 @register_section("metrics")

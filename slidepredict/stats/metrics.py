@@ -1,6 +1,8 @@
 """Point metrics (scikit-learn) and patient-level bootstrap confidence intervals.
 
-Each class is scored one-vs-rest; multi-class targets add macro averages. Only the
+Each class is scored one-vs-rest; multi-class targets add macro averages of AUROC and AUPRC
+and class means of the thresholded one-vs-rest figures (``mean-ovr``); the model's argmax
+decision is scored as a whole (accuracy, balanced accuracy, macro F1, multi-class Brier). Only the
 threshold-free ranking metrics (AUROC, AUPRC) get bootstrap CIs: they are the headline
 figures. Thresholded metrics come at 0.5, at an in-sample Youden cut-off (labelled as such:
 optimistic), and at a cut-off carried from the training cohort when one is given.
@@ -33,6 +35,9 @@ from slidepredict.stats.predictions import Predictions
 log = logging.getLogger(__name__)
 
 MACRO, OVERALL = "macro", "overall"
+# Thresholded one-vs-rest figures averaged over classes: not the standard macro F1 (argmax), so not
+# called "macro"; the standard macro F1 and the multi-class Brier score are OVERALL rows.
+MEAN_OVR = "mean-ovr"
 COLUMNS = ["target", "class", "group", "metric", "threshold", "value", "ci_low", "ci_high", "n", "n_pos", "n_bootstrap"]
 
 Score = Callable[[np.ndarray, np.ndarray], float]
@@ -96,6 +101,14 @@ def class_metrics(y: np.ndarray, p: np.ndarray, carried: float | None = None) ->
     out[("brier", "")] = float(brier_score_loss(y, p))
     out[("prevalence", "")] = float(y.mean())
     return out
+
+
+def multiclass_brier(truth: np.ndarray, probs: np.ndarray) -> float:
+    """Brier's original score: mean over patients of the summed squared error over all classes (0 best, 2 worst).
+
+    For two classes it is twice the binary Brier score of either class.
+    """
+    return float(np.mean(np.sum((np.asarray(probs, dtype=np.float64) - truth) ** 2, axis=1)))
 
 
 @dataclass(frozen=True)
@@ -189,11 +202,15 @@ def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float,
             add(cls, key, value, int(truth[:, k].sum()), intervals.get((cls, key[0])) if not key[1] else None)
     if len(g.classes) > 2:
         for key in per_class[g.classes[0]]:
-            if key[0] in ("threshold", "prevalence") or any(key not in m for m in per_class.values()):
+            if key[0] in ("threshold", "prevalence", "brier") or any(key not in m for m in per_class.values()):
                 continue
             value = float(np.mean([m[key] for m in per_class.values()]))
-            add(MACRO, key, value, np.nan, intervals.get((MACRO, key[0])) if not key[1] else None)
+            name = MACRO if key[0] in RANKING else MEAN_OVR
+            add(name, key, value, np.nan, intervals.get((MACRO, key[0])) if not key[1] else None)
     # The `pred` column is the model's own decision (argmax), scored as a whole.
     add(OVERALL, ("accuracy", "pred"), float(accuracy_score(g.labels, g.predicted)), np.nan)
     add(OVERALL, ("balanced_accuracy", "pred"), float(balanced_accuracy_score(g.labels, g.predicted)), np.nan)
+    add(OVERALL, ("f1_macro", "pred"), float(f1_score(g.labels, g.predicted, labels=list(g.classes), average="macro",
+                                                      zero_division=0.0)), np.nan)
+    add(OVERALL, ("brier", ""), multiclass_brier(truth, g.probs), np.nan)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from slidepredict.stats.metrics import MACRO, format_value
+from slidepredict.stats.metrics import MACRO, OVERALL, format_value
 from slidepredict.core.names import safe_name
 from slidepredict.stats.predictions import Predictions
 
@@ -126,11 +126,12 @@ def plot_target(folds: list[Predictions], pooled: Predictions, classes: list[str
             for ax in axes[len(classes):]:
                 ax.set_axis_off()
             if len(classes) > 2:
-                macro = table[(table["group"] == pooled.group) & (table["class"] == MACRO)
+                brier = kind.metric == "brier"  # one multi-class score, not a class average
+                macro = table[(table["group"] == pooled.group) & (table["class"] == (OVERALL if brier else MACRO))
                               & (table["metric"] == kind.metric)].iloc[0]
-                summary = format_value(kind.metric, macro, ci) if kind.metric != "brier" else (
-                    f"Brier {macro['value']:.3f}")
-                fig.suptitle(f"{pooled.target}, {pooled.group} macro average: {summary}", fontsize=11)
+                summary = f"multi-class Brier {macro['value']:.3f}" if brier else (
+                    f"macro average: {format_value(kind.metric, macro, ci)}")
+                fig.suptitle(f"{pooled.target}, {pooled.group} {summary}", fontsize=11)
             for fmt in FORMATS:
                 path = out_dir / f"{name}-{safe_name(pooled.target)}.{fmt}"
                 fig.savefig(path, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
