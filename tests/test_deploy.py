@@ -52,7 +52,7 @@ def test_ensemble_is_mean_of_member_probabilities(cv: Path, external, tmp_path: 
     res = deploy([cv], feats, tmp_path / "out", clini=clini, slide_table=slides, n_bootstrap=50, device="cpu")
 
     ens = pd.read_csv(res.preds, dtype={"PATIENT": str})
-    assert list(ens.columns) == ["PATIENT", "TARGET", "pred", "TARGET_neg", "TARGET_pos", "model"]
+    assert list(ens.columns) == ["PATIENT", "TARGET", "pred", "TARGET_neg", "TARGET_pos", "model", "in_training"]
     assert set(ens["model"]) == {"ensemble"} and len(ens) == 10
     cohort = build_cohort(feats, slides, clini, target="TARGET", categories=["neg", "pos"])
     members = []
@@ -92,7 +92,7 @@ def test_prediction_only_with_and_without_slide_table(cv: Path, external, tmp_pa
     _, slides, feats = external
     with_table = deploy([cv], feats, tmp_path / "a", slide_table=slides)
     df = pd.read_csv(with_table.preds, dtype={"PATIENT": str})
-    assert list(df.columns) == ["PATIENT", "pred", "TARGET_neg", "TARGET_pos", "model"]
+    assert list(df.columns) == ["PATIENT", "pred", "TARGET_neg", "TARGET_pos", "model", "in_training"]
     assert df["PATIENT"].tolist() == sorted(pd.read_csv(slides)["PATIENT"])
     assert with_table.headline is None and with_table.stats_dir is None and not (tmp_path / "a" / "stats").exists()
 
@@ -161,6 +161,21 @@ def test_training_patients_overlap_is_warned_and_recorded(cv: Path, tmp_path: Pa
             "their predictions are not an external validation") in caplog.text
     summary = json.loads(res.summary.read_text())
     assert summary["training_overlap"]["fold-1"] == {"count": 8, "patients": trained["fold-1"]}
+    # every patient was seen by one of the folds: nothing is external, so no statistics
+    preds = pd.read_csv(res.preds)
+    assert preds["in_training"].all() and res.headline is None
+    assert res.stats_skipped == ("every one of the 16 deployment patients was used to train the models; "
+                                 "there is nothing to validate on")
+    # fold-0 alone: its 8 training patients are left out, the other 8 are scored
+    alone = deploy([_ckpts(cv)[0]], train_root / "features", tmp_path / "one", clini=train_root / "clini.csv",
+                   slide_table=train_root / "slides.csv", n_bootstrap=0)
+    marked = pd.read_csv(alone.preds)
+    assert sorted(marked.loc[marked.in_training, "PATIENT"]) == trained["fold-0"]
+    assert alone.headline is not None and alone.headline["n"] == 8
+    from slidepredict.report import build_report
+
+    html = build_report(tmp_path / "one").read_text()
+    assert "8 patients the models trained on" in html and "left out of the statistics" in html
 
 
 def _variant(cv: Path, tmp_path: Path, name: str, **changes: object) -> Path:

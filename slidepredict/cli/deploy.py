@@ -35,7 +35,7 @@ def deploy(
         return
     typer.echo(f"Predicted {result.n_patients} patients with {len(result.member_preds)} model(s): {result.preds}")
     for name, shared in result.overlap.items():
-        typer.secho(f"Warning: {len(shared)} patients were in the training data of {name}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"Warning: {len(shared)} patients were in the training data of {name}; statistics leave them out", fg=typer.colors.YELLOW, err=True)
     if result.headline is not None:
         h = result.headline
         typer.echo(f"{h['target']} ({h['class']}, n={h['n']}): {h['text']}{h['carried_text']}  [{result.stats_dir}]")

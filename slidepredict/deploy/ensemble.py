@@ -3,7 +3,8 @@
 Everything that can be wrong with the inputs (checkpoints that do not belong together, features
 from another encoder or tile size, tables that do not join) is checked before the output folder
 is created, so a refused run leaves nothing behind. Predictions files are written atomically;
-with labels, statistics follow in ``<out>/stats``.
+with labels, statistics follow in ``<out>/stats``, on the patients no model trained on (the
+``in_training`` column marks the others, which statistics leave out).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from slidepredict.core.atomic import write_text_atomic
 from slidepredict.layout import FOLD_PREFIX, MODEL_FILE, PREDS_FILE
 from slidepredict.stats import operating
 from slidepredict.stats.operating import OperatingPoint
+from slidepredict.stats.predictions import IN_TRAINING
 from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,8 @@ def ensemble_frame(frames: Sequence[Any], members: Sequence[Member], cohort: Coh
     truth = frames[0][meta.target].tolist() if meta.target in frames[0].columns else None
     df = predictions_frame(cohort.patients, probs, list(meta.categories), meta.target, truth)
     df[MODEL_COL] = ENSEMBLE if len(members) > 1 else members[0].name
+    seen = set().union(*(m.loaded.meta.patients for m in members))
+    df[IN_TRAINING] = [p in seen for p in cohort.patients]
     return df
 
 
@@ -224,6 +228,7 @@ def deploy(
     for m in members:
         df = predict_cohort(m.loaded, cohort, description=f"deploying {m.name}")
         df[MODEL_COL] = m.name
+        df[IN_TRAINING] = [p in m.loaded.meta.patients for p in cohort.patients]
         frames.append(df)
     ensembled = ensemble_frame(frames, members, cohort)
 
@@ -232,7 +237,11 @@ def deploy(
     preds = write_text_atomic(out / PREDS_FILE, ensembled.to_csv(index=False))
     headline, skipped = None, None
     stats_dir = out / STATS_DIR if cohort.labels is not None else None
-    if stats_dir is not None:
+    if stats_dir is not None and ensembled[IN_TRAINING].all():
+        skipped = (f"every one of the {len(cohort)} deployment patients was used to train the models; "
+                   "there is nothing to validate on")
+        log.warning("statistics skipped: %s", skipped)
+    elif stats_dir is not None:
         headline, skipped = _run_stats(preds, stats_dir, n_bootstrap, seed, ci, positive, point)
     result = DeployResult(
         out_dir=out, preds=preds, member_preds=member_preds, summary=out / SUMMARY_FILE, n_patients=len(cohort),

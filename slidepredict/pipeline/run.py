@@ -120,10 +120,13 @@ def _deploy(ctx: RunContext) -> str | None:
         result = stages.deploy(**resolve(ctx.cfg, "deploy", target))
         if result.headline:
             text = result.headline["text"] + result.headline["carried_text"]
+            if result.overlap:
+                seen = len(set().union(*result.overlap.values()))
+                text += f" ({result.headline['n']} patients; {seen} the models trained on are left out)"
             ctx.headlines.append(f"{target} external validation: {text}")
             lines.append(f"{target}: {text}")
         else:
-            lines.append(f"{target}: predictions only")
+            lines.append(f"{target}: predictions only" + (f" ({result.stats_skipped})" if result.stats_skipped else ""))
     return "; ".join(lines)
 
 

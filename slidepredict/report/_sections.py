@@ -142,6 +142,29 @@ def _spread_rows(df: Any, width: int) -> list[list[str]]:
     return rows
 
 
+@register_section("deployment")
+def deployment_section(run_dir: Path, env: Any) -> Section | None:
+    """What each deployment was: which models, whether its patients were external, which cut-off it carried."""
+    from slidepredict.deploy.ensemble import SUMMARY_FILE
+
+    files = _files(run_dir, SUMMARY_FILE)
+    if not files:
+        return None
+    blocks = []
+    for f in files:
+        d = json.loads(f.read_text())
+        seen = sorted(set().union(*(set(v["patients"]) for v in d.get("training_overlap", {}).values())))
+        point = d.get("operating_point") or {}
+        blocks.append({
+            "where": _rel(f.parent, run_dir), "models": ", ".join(m["name"] for m in d["models"]),
+            "ensemble": d.get("ensemble") or "single model", "patients": d["cohort"]["patients"],
+            "overlap": len(seen), "overlap_examples": ", ".join(seen[:5]) + (", ..." if len(seen) > 5 else ""),
+            "operating_point": point.get("chosen_on", ""), "stats": (d.get("stats") or {}).get("headline", {}).get("text", ""),
+            "stats_skipped": d.get("stats_skipped") or "",
+        })
+    return _rendered(env, "deployment", "Deployment", "deployment.html", blocks=blocks)
+
+
 @register_section("metrics")
 def metrics_section(run_dir: Path, env: Any) -> Section | None:
     import pandas as pd

@@ -20,7 +20,8 @@ from slidepredict.core.names import safe_name
 log = logging.getLogger(__name__)
 
 PATIENT, PRED, FOLD = "PATIENT", "pred", "fold"
-RESERVED = (PATIENT, PRED, FOLD)
+IN_TRAINING = "in_training"  # deploy: True where a model trained on the patient; such rows are no validation
+RESERVED = (PATIENT, PRED, FOLD, IN_TRAINING)
 # Only empty cells (and pandas' own NaN spelling) mean "no label": class names such as
 # "NA" or "None" stay class names.
 _NA_VALUES = ["", "nan", "NaN"]
@@ -190,6 +191,17 @@ def read_predictions(path: Path, label: str, by: str | None = None) -> list[Pred
             "%s: %d of %d rows have no label for '%s' and are left out of the statistics",
             path, int((~labelled).sum()), len(df), target,
         )
+    if IN_TRAINING in df.columns:
+        seen = df[IN_TRAINING].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+        if seen.any():
+            log.warning("%s: %d of %d patients were used to train the model (column '%s') and are left out of "
+                        "the statistics", path, int((seen & labelled).sum()), len(df), IN_TRAINING)
+            labelled = labelled & ~seen
+            if not labelled.any():
+                raise PredictionsError(
+                    f"Predictions file '{path}': every labelled patient was used to train the model "
+                    f"(column '{IN_TRAINING}'); there is nothing to validate on."
+                )
     df, probs = df[labelled].reset_index(drop=True), probs[labelled]
     column = by or FOLD
     folds = df[column].fillna("").astype(str) if column in df.columns else pd.Series([""] * len(df))
