@@ -15,7 +15,7 @@ from slidepredict.cli._app import app
 # Every public module in this package is a command group that registers its commands on
 # ``app`` when imported; adding a command never touches this file.
 # Help lists them in workflow order; modules not named here follow alphabetically.
-_ORDER = ("workflow", "tile", "extract", "train", "deploy", "stats", "heatmaps", "report")
+_ORDER = ("workflow", "tile", "extract", "train", "deploy", "stats", "compare", "heatmaps", "report")
 COMMAND_MODULES: tuple[str, ...] = tuple(
     sorted(
         (m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")),

@@ -141,6 +141,11 @@ def _stats(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, A
     return {"preds": [layout.crossval_preds(target)], "out": layout.stats(target)}
 
 
+@_register("compare", Uses("stats", ("n_bootstrap", "seed", "ci", "positive")))
+def _compare(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {}
+
+
 @_register("heatmaps", Uses("cohort", ("slides_dir", "slide_table", "patient_col", "filename_col", "mpp")),
            Uses("heatmaps"), Uses("training", ("device",)))
 def _heatmaps(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:

@@ -109,6 +109,15 @@ def stats(preds: list[Path], out: Path, stats: StatsSettings) -> StatsResult:
 
 
 @writes()
+def compare(preds: list[Path], out: Path, stats: StatsSettings) -> Any:
+    """Paired comparison of models scored on the same patients (DeLong test, paired bootstrap)."""
+    from slidepredict.stats.compare import compare_models
+
+    return compare_models(preds, out, n_bootstrap=stats.n_bootstrap, seed=stats.seed, ci=stats.ci,
+                          positive=stats.positive)
+
+
+@writes()
 def heatmaps(model: list[Path], features: Path, out: Path, cohort: CohortSettings, heatmaps: HeatmapSettings,
              training: TrainingSettings) -> HeatmapRun:
     """Per-tile scores, overlays, top tiles and QuPath files for the cohort's slides."""

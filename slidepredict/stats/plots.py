@@ -137,3 +137,37 @@ def plot_target(folds: list[Predictions], pooled: Predictions, classes: list[str
                 fig.savefig(path, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
                 written.append(path)
     return written
+
+
+def plot_comparison(models: list, classes: list[str], table: pd.DataFrame, out_dir: Path, stem: str) -> list[str]:
+    """ROC curves of every model on the same patients, one panel per class, the paired differences below."""
+    names = []
+    ncols = min(3, len(classes))
+    nrows = -(-len(classes) // ncols)
+    with rc_context({"svg.hashsalt": "slidepredict", "font.size": 9}):
+        fig = Figure(figsize=(5.6 * ncols, 6.2 * nrows), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, cls in zip(axes, classes):
+            for m in models:
+                k = list(m.preds.classes).index(cls)
+                y = (m.preds.labels == cls).astype(int)
+                fpr, tpr = _roc(y, m.preds.probs[:, k])
+                auc = table.loc[(table["class"] == cls) & (table["model_a"] == m.name), "auroc_a"]
+                auc = auc if len(auc) else table.loc[(table["class"] == cls) & (table["model_b"] == m.name), "auroc_b"]
+                ax.plot(fpr, tpr, lw=2, label=f"{m.name}: AUROC {float(auc.iloc[0]):.3f}")
+            _chance(ax, y)
+            rows = table[table["class"] == cls]
+            diffs = "\n".join(f"{r.model_a} - {r.model_b}: {r.difference:+.3f}, DeLong p = {r.delong_p:.3g}"
+                              for r in rows.itertuples())
+            ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01),
+                   title=f"{models[0].preds.target}: {cls} (n = {len(y)}, paired)")
+            ax.text(0.98, 0.02, diffs, ha="right", va="bottom", fontsize=8, transform=ax.transAxes)
+            ax.legend(loc="center right", fontsize=8)
+        for ax in axes[len(classes):]:
+            ax.set_axis_off()
+        for fmt in FORMATS:
+            name = f"{stem}.{fmt}"
+            fig.savefig(out_dir / name, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
+            names.append(name)
+    return names
