@@ -122,3 +122,57 @@ def test_registering_a_name_twice_warns(caplog: pytest.LogCaptureFixture) -> Non
         assert "MIL head 'mean' registered twice" in caplog.text
     finally:
         reg._REGISTRY["mean"] = original
+
+
+def test_transformer_positions_are_physical() -> None:
+    """The same tissue scanned at 0.25 and 0.5 um/px (coords twice as large) is the same bag in microns."""
+    import numpy as np
+
+    from slidepredict.featurefile import positions_um
+
+    torch.manual_seed(0)
+    head = create_mil("transformer", 8, 2, dropout=0.0).eval()
+    feats = torch.randn(1, 6, 8)
+    px = np.array([[0, 0], [512, 0], [1024, 512], [0, 1024], [2048, 2048], [4096, 0]])
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    at_40x = torch.as_tensor(positions_um(px * 2, 0.25))[None]
+    at_20x = torch.as_tensor(positions_um(px, 0.5))[None]
+    assert torch.allclose(head(feats, at_40x, mask).logits, head(feats, at_20x, mask).logits, atol=1e-6)
+    # the bag's extent no longer sets the scale: moving one far tile leaves the others' codes alone
+    codes = head.pos(at_20x, mask)
+    moved = at_20x.clone()
+    moved[0, 5, 0] += 50_000.0
+    assert torch.allclose(head.pos(moved, mask)[0, :5], codes[0, :5])
+
+
+def test_a_patients_slides_are_kept_apart(tmp_path) -> None:
+    import numpy as np
+
+    from slidepredict.cohort.build import build_cohort
+    from slidepredict.featurefile import write_h5_atomic
+    from slidepredict.featurefile.read import SLIDE_GAP_UM
+
+    coords = np.array([[0, 0], [224, 0]], dtype=np.int64)
+    for i, mpp in enumerate((0.5, 0.25)):
+        write_h5_atomic(tmp_path / "f" / f"s{i}.h5", {"features": np.ones((2, 4), np.float32), "coords": coords},
+                        {"encoder": "e", "mpp": mpp})
+    (tmp_path / "slides.csv").write_text("PATIENT,FILENAME\nP,s0\nP,s1\n")
+    cohort = build_cohort(tmp_path / "f", tmp_path / "slides.csv")
+    _, where = cohort.load_bag("P")
+    assert where.tolist() == [[0, 0], [112, 0], [SLIDE_GAP_UM, 0], [SLIDE_GAP_UM + 56, 0]]
+
+
+def test_a_transformer_checkpoint_from_before_physical_positions_is_refused(tmp_path) -> None:
+    from slidepredict.featurefile import FeatureSpec
+    from slidepredict.training import ModelMeta, load_model, save_checkpoint
+    from slidepredict.training.checkpoint import CheckpointError
+
+    head = create_mil("transformer", 8, 2)
+    old = {k: v for k, v in head.hparams.items() if k != "min_period_um"}
+    meta = ModelMeta(model="transformer", model_hparams=old, target="MSI", categories=["a", "b"],
+                     features=FeatureSpec("e", "h", 8).to_dict(), train_patients=["p"], slidepredict_version="0.9.0")
+    path = save_checkpoint(tmp_path / "old.ckpt", head.state_dict(), meta, {})
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    assert str(e.value) == (f"{path}: this transformer head was trained by slidepredict 0.9.0, whose tile positions "
+                            "meant something else (no 'min_period_um'); retrain it with this version")

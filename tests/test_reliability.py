@@ -48,6 +48,7 @@ def _refused(c: dict[str, Path], out: Path) -> dict[str, list[object]]:
         "train": ["train", "--features", c["feats"], *tables, "-t", "NO_SUCH_COLUMN", "--out", out],
         "deploy": ["deploy", "--model", c["root"] / "no-model.ckpt", "--features", c["feats"], "--out", out],
         "stats": ["stats", c["bad_preds"], "--out", out],
+        "compare": ["compare", c["bad_preds"], c["bad_preds"], "--out", out],
         "heatmaps": ["heatmaps", "--model", c["root"] / "no-model.ckpt", "--features", c["feats"], "--slides", c["empty"],
                      "--out", out],
         "report": ["report", c["root"] / "no-run", "--out", out / "report.html"],

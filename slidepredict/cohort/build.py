@@ -22,6 +22,7 @@ from slidepredict.featurefile import (
     SlideFeatures,
     common_spec,
     index_feature_files,
+    positions_um,
     probe_feature_file,
     read_bag_rows,
 )
@@ -118,7 +119,9 @@ class Cohort:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """All tiles of all the patient's slides, or ``max_tiles`` of them drawn without replacement.
 
-        Only the drawn rows are read from disk. Coords are None when any slide has none.
+        Only the drawn rows are read from disk. Returns features and tile positions in microns,
+        each slide shifted apart (:func:`~slidepredict.featurefile.positions_um`); positions are
+        None when any slide has no coordinates.
         """
         files = self.slides[patient]
         sizes = np.array([s.n_tiles for s in files])
@@ -128,10 +131,12 @@ class Cohort:
             chosen = np.sort(rng.choice(int(sizes.sum()), size=max_tiles, replace=False))
             bounds = np.concatenate([[0], np.cumsum(sizes)])
             picks = [chosen[(chosen >= a) & (chosen < b)] - a for a, b in zip(bounds[:-1], bounds[1:])]
-        parts = [read_bag_rows(s.path, rows) for s, rows in zip(files, picks) if rows is None or len(rows)]
-        feats = np.concatenate([f for f, _ in parts]) if len(parts) > 1 else parts[0][0]
-        coords = None if any(c is None for _, c in parts) else np.concatenate([c for _, c in parts])
-        return feats, coords
+        parts = [(i, *read_bag_rows(s.path, rows)) for i, (s, rows) in enumerate(zip(files, picks))
+                 if rows is None or len(rows)]
+        feats = np.concatenate([f for _, f, _ in parts]) if len(parts) > 1 else parts[0][1]
+        if any(c is None for _, _, c in parts):
+            return feats, None
+        return feats, np.concatenate([positions_um(c, files[i].um_per_px, i) for i, _, c in parts])
 
     def summary(self) -> dict[str, Any]:
         """Plain-type overview for logs, JSON and the HTML report."""

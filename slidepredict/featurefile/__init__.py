@@ -43,6 +43,7 @@ from slidepredict.featurefile.read import (
     feature_dataset,
     load_coords,
     open_h5,
+    positions_um,
     probe_feature_file,
     read_bag_rows,
     read_features,
@@ -62,7 +63,7 @@ __all__ = [
     "FEATURE_KEYS", "LOCK_SUFFIX", "STAMP_FEATURES", "STAMP_FILE_STEM", "TILE_ATTRS", "TMP_SUFFIX", "UNKNOWN",
     "FeatureBag", "FeatureSpec", "SlideFeatures", "check_model_features", "clam_coords_attrs", "clean_partials",
     "common_spec", "coords_attrs", "coords_digest", "default_coords_dir", "feature_attrs", "feature_dataset",
-    "index_feature_files", "is_complete", "is_known", "load_coords", "open_h5", "plain_attrs",
+    "index_feature_files", "is_complete", "is_known", "load_coords", "open_h5", "plain_attrs", "positions_um",
     "probe_feature_file", "read_attrs", "read_bag_rows", "read_features", "slide_h5_path", "slide_lock",
     "write_h5_atomic", "write_once",
 ]

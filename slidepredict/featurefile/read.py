@@ -20,7 +20,7 @@ import numpy as np
 from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile.h5 import plain_attrs, read_attrs
 from slidepredict.featurefile.layout import COORDS, FEATURE_KEYS, STAMP_FEATURES
-from slidepredict.featurefile.spec import FeatureSpec, SlideFeatures
+from slidepredict.featurefile.spec import FeatureSpec, SlideFeatures, microns_per_px
 
 if TYPE_CHECKING:
     import h5py
@@ -146,7 +146,23 @@ def probe_feature_file(path: Path) -> SlideFeatures:
     with open_h5(path) as f:
         n, dim = feature_dataset(f, path).shape[-2:]
         attrs = plain_attrs(f.attrs)
-    return SlideFeatures(path, int(n), FeatureSpec.from_attrs(attrs, dim))
+    return SlideFeatures(path, int(n), FeatureSpec.from_attrs(attrs, dim), microns_per_px(attrs))
+
+
+SLIDE_GAP_UM = 1e6  # a patient's slides are placed this far apart (1 m): no tile of one neighbours a tile of another
+
+
+def positions_um(coords: np.ndarray, um_per_px: float | None, slide_index: int = 0) -> np.ndarray:
+    """Tile positions a MIL head sees: level-0 px times the slide's microns per px, each slide shifted apart.
+
+    Physical units make "two tiles 0.5 mm apart" mean the same on every scanner and magnification;
+    the shift keeps a multi-slide patient's slides from sharing positions. Files that record no
+    resolution are placed in pixels.
+    """
+    scale = 1.0 if um_per_px is None else float(um_per_px)
+    out = np.asarray(coords, dtype=np.float64) * scale
+    out[:, 0] += slide_index * SLIDE_GAP_UM
+    return out.astype(np.float32)
 
 
 def load_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:

@@ -127,6 +127,23 @@ class SlideFeatures:
     path: Path
     n_tiles: int
     spec: FeatureSpec
+    um_per_px: float | None = None  # microns per level-0 pixel of its coords (None: the file does not say)
+
+
+def microns_per_px(attrs: Mapping[str, Any]) -> float | None:
+    """Microns per level-0 pixel from a feature file's attributes: ``mpp``, else tile microns / tile level-0 px."""
+    def known(name: str) -> float | None:
+        v = attrs.get(name)
+        try:
+            f = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return f if np.isfinite(f) and f > 0 else None
+
+    if (mpp := known("mpp")) is not None:
+        return mpp
+    um, px = known("tile_size_um"), known("tile_size_level0")
+    return um / px if um is not None and px is not None else None
 
 
 def _first_of_each(files: Sequence[SlideFeatures], name: str) -> dict[Any, SlideFeatures]:

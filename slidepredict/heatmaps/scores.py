@@ -16,7 +16,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from slidepredict.core.errors import FeatureFileError
-from slidepredict.featurefile import FeatureBag
+from slidepredict.featurefile import FeatureBag, positions_um
+from slidepredict.featurefile.spec import microns_per_px
 from slidepredict.heatmaps.models import Drawer
 from slidepredict.training.predict import predict_bag
 
@@ -116,7 +117,8 @@ def score_slide(drawer: Drawer, bag: FeatureBag, slide_mpp: float) -> TileScores
         raise FeatureFileError(f"{source}: holds no tiles; re-run `slidepredict extract` for this slide")
     for loaded in drawer.models:
         loaded.check_features(bag.spec, source)
-    parts = [predict_bag(loaded, bag.features, bag.coords) for loaded in drawer.models]
+    where = positions_um(bag.coords, microns_per_px(bag.attrs))
+    parts = [predict_bag(loaded, bag.features, where) for loaded in drawer.models]
     probs, att, tiles = (np.mean([np.asarray(p[i], dtype=np.float64) for p in parts], axis=0) for i in range(3))
     first = drawer.models[0]
     return TileScores(

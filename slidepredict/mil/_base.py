@@ -37,6 +37,10 @@ class MILHead(nn.Module):
     of magnitude between features; without this a few large features drown the rest.
     """
 
+    # Options a checkpoint must have stored: one saved before an option changed what the weights
+    # mean (e.g. positions in microns) would load with today's default and silently mispredict.
+    REQUIRED_HPARAMS: tuple[str, ...] = ()
+
     def __init__(self, in_dim: int, n_classes: int, **hparams: Any) -> None:
         super().__init__()
         self.in_dim = int(in_dim)

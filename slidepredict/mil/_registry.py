@@ -58,3 +58,9 @@ def create_mil(name: str, in_dim: int, n_classes: int, **hparams: Any) -> MILHea
             f"MIL model '{name}' has no option {', '.join(map(repr, unknown))}; options: {', '.join(allowed)}"
         )
     return cls(in_dim, n_classes, **hparams)
+
+
+def missing_hparams(name: str, stored: dict[str, Any]) -> list[str]:
+    """Options a stored head of ``name`` must record but ``stored`` lacks (an older, incompatible checkpoint)."""
+    cls = _REGISTRY[name] if name in _REGISTRY else None
+    return [] if cls is None else [k for k in cls.REQUIRED_HPARAMS if k not in stored]

@@ -1,4 +1,4 @@
-"""A small ViT over tiles with 2-D Fourier position codes from level-0 coordinates (TransMIL-like, CPU-sized).
+"""A small ViT over tiles with 2-D Fourier position codes of tile positions in microns (TransMIL-like, CPU-sized).
 
 Self-attention runs through ``scaled_dot_product_attention`` so memory grows with N, not N^2, on
 complete bags at evaluation; the class token's attention over tiles in the last block is computed
@@ -19,20 +19,22 @@ from slidepredict.mil._registry import register_mil
 
 
 class FourierPositions(nn.Module):
-    """Sine/cosine codes of coordinates normalised to the bag's extent, projected to the model width."""
+    """Sine/cosine codes of tile positions in microns at fixed wavelengths, projected to the model width.
 
-    def __init__(self, dim: int, n_freqs: int = 8) -> None:
+    Wavelengths run from ``min_period_um`` (about a tile) doubling ``n_freqs`` times (256 um to
+    33 mm by default), so a code means the same physical offset on every slide and scanner,
+    whatever the bag's extent; a multi-slide patient's slides arrive shifted far apart.
+    """
+
+    def __init__(self, dim: int, n_freqs: int = 8, min_period_um: float = 256.0) -> None:
         super().__init__()
-        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
+        periods = float(min_period_um) * 2.0 ** torch.arange(n_freqs, dtype=torch.float64)
+        self.register_buffer("freqs", (2 * math.pi / periods).float(), persistent=False)
         self.proj = nn.Linear(4 * n_freqs, dim)
 
-    def forward(self, coords: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        c = coords.float()
-        big = torch.finfo(c.dtype).max
-        lo = c.masked_fill(~mask.unsqueeze(-1), big).amin(1, keepdim=True)
-        hi = c.masked_fill(~mask.unsqueeze(-1), -big).amax(1, keepdim=True)
-        unit = ((c - lo) / (hi - lo).amax(-1, keepdim=True).clamp_min(1.0)).clamp(0, 1)
-        angles = unit.unsqueeze(-1) * self.freqs  # (B, N, 2, F)
+    def forward(self, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pos = positions.double() * mask.unsqueeze(-1)  # float64: 1 m slide offsets keep sub-micron phase
+        angles = (pos.unsqueeze(-1) * self.freqs.double()).remainder(2 * math.pi).float()  # (B, N, 2, F)
         return self.proj(torch.cat([angles.sin(), angles.cos()], -1).flatten(2))
 
 
@@ -63,7 +65,11 @@ class _Block(nn.Module):
 
 @register_mil("transformer")
 class TransformerMIL(TopTileLoss, MILHead):
-    """Class token + ``depth`` blocks over tile tokens; tiles get 2-D positions when coords exist.
+
+    """Class token + ``depth`` blocks over tile tokens; tiles get 2-D positions (microns) when coords exist.
+
+    A checkpoint without ``min_period_um`` was trained on positions relative to each bag's extent
+    and is refused on loading (``REQUIRED_HPARAMS``): its position codes would mean something else.
 
     ``tile_scores`` come from a classifier on each tile's own embedding, before any context mixes
     tiles: a contextual token says as much about its neighbours as about itself, so a per-tile
@@ -71,17 +77,19 @@ class TransformerMIL(TopTileLoss, MILHead):
     (``instance_weight``) trains that classifier.
     """
 
+    REQUIRED_HPARAMS = ("min_period_um",)
+
     def __init__(
         self, in_dim: int, n_classes: int, dim: int = 128, depth: int = 2, heads: int = 4,
-        dropout: float = 0.1, n_freqs: int = 8, instance_weight: float = 0.5,
+        dropout: float = 0.1, n_freqs: int = 8, instance_weight: float = 0.5, min_period_um: float = 256.0,
     ) -> None:
         super().__init__(in_dim, n_classes, dim=dim, depth=depth, heads=heads, dropout=dropout, n_freqs=n_freqs,
-                         instance_weight=instance_weight)
+                         instance_weight=instance_weight, min_period_um=min_period_um)
         self.instance_weight = float(instance_weight)
         if depth < 1 or dim % heads:
             raise ConfigError(f"transformer MIL needs depth >= 1 and dim divisible by heads (got depth={depth}, dim={dim}, heads={heads})")
         self.embed = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Dropout(dropout))
-        self.pos = FourierPositions(dim, n_freqs)
+        self.pos = FourierPositions(dim, n_freqs, min_period_um)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.blocks = nn.ModuleList(_Block(dim, heads, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)

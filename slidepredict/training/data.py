@@ -19,7 +19,7 @@ from slidepredict.cohort.build import Cohort
 @dataclass
 class BagBatch:
     feats: torch.Tensor  # (B, N, D) float32, zero padded
-    coords: torch.Tensor | None  # (B, N, 2) level-0 px, None when any bag has none
+    coords: torch.Tensor | None  # (B, N, 2) tile positions in microns (Cohort.load_bag), None when any bag has none
     mask: torch.Tensor  # (B, N) bool, True on real tiles
     labels: torch.Tensor  # (B,) class index, -1 when unlabelled
     index: torch.Tensor  # (B,) position of each bag in the cohort
@@ -90,7 +90,7 @@ def collate_bags(items: Sequence[dict[str, object]]) -> BagBatch:
     feats = torch.zeros(b, n, d)
     mask = torch.zeros(b, n, dtype=torch.bool)
     have_coords = all(it["coords"] is not None for it in items)
-    coords = torch.zeros(b, n, 2, dtype=torch.long) if have_coords else None
+    coords = torch.zeros(b, n, 2, dtype=torch.float32) if have_coords else None
     for i, (it, k) in enumerate(zip(items, sizes)):
         feats[i, :k] = torch.from_numpy(it["feats"])  # type: ignore[arg-type]
         mask[i, :k] = True

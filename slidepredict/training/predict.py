@@ -14,8 +14,9 @@ from slidepredict.cohort.build import Cohort
 from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile import FeatureSpec, check_model_features
 from slidepredict.mil import MILHead, create_mil
+from slidepredict.mil._registry import missing_hparams
 from slidepredict.core.progress import track
-from slidepredict.training.checkpoint import ModelMeta, load_checkpoint
+from slidepredict.training.checkpoint import CheckpointError, ModelMeta, load_checkpoint
 from slidepredict.training.data import bag_loader
 
 
@@ -41,6 +42,12 @@ def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel
     from slidepredict.core.device import resolve_device
 
     state, meta = load_checkpoint(path)
+    missing = missing_hparams(meta.model, meta.model_hparams)
+    if missing:
+        raise CheckpointError(
+            f"{path}: this {meta.model} head was trained by slidepredict {meta.slidepredict_version}, "
+            f"whose tile positions meant something else (no '{missing[0]}'); retrain it with this version"
+        )
     model = create_mil(meta.model, meta.spec.dim, len(meta.categories), **meta.model_hparams)
     # Checkpoints from before feature standardisation carry no statistics: they saw raw features.
     model.load_state_dict({"feat_mean": model.feat_mean, "feat_std": model.feat_std, **state})
@@ -57,6 +64,7 @@ def predict_bag(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One complete bag -> class probabilities (C,), attention (N,) summing to 1, per-tile class probabilities (N, C).
 
+    ``coords`` are tile positions in microns (``Cohort.load_bag``, ``featurefile.positions_um``).
     Per-tile probabilities are the softmax of the head's per-tile logits: the model's verdict on
     a bag made of that tile alone.
     """
@@ -64,7 +72,7 @@ def predict_bag(
     x = torch.as_tensor(np.asarray(feats, dtype=np.float32), device=dev)
     if x.ndim != 2 or x.shape[1] != loaded.meta.spec.dim:
         raise FeatureFileError(f"expected features of shape (N, {loaded.meta.spec.dim}), got {tuple(x.shape)}")
-    c = None if coords is None else torch.as_tensor(np.asarray(coords, dtype=np.int64), device=dev)[None]
+    c = None if coords is None else torch.as_tensor(np.asarray(coords, dtype=np.float32), device=dev)[None]
     mask = torch.ones(1, x.shape[0], dtype=torch.bool, device=dev)
     out = loaded.model(x[None], c, mask)
     probs = torch.softmax(out.logits[0], -1)
