@@ -118,3 +118,18 @@ def test_a_target_sensitivity_sets_the_highest_cut_off_that_reaches_it() -> None
     assert point.thresholds["pos"] == 0.3 and point.rule == "sensitivity>=0.75"
     assert point.in_sample["pos"] == {"sensitivity": 0.75, "specificity": 0.5}  # type: ignore[index]
     assert operating.choose(df, "T", ["neg", "pos"], "here", sensitivity=1.0).thresholds["pos"] == 0.2
+
+
+def test_the_final_model_gets_the_cross_validation_cut_off(tmp_path: Path) -> None:
+    """It has no held-out predictions of its own; run copies the out-of-fold cut-off, saying so."""
+    cv, final = tmp_path / "crossval" / "MSI", tmp_path / "train" / "MSI"
+    cv.mkdir(parents=True)
+    assert operating.carry_to_final(cv, final) is None  # nothing chosen, nothing carried
+    point = operating.OperatingPoint("MSI", {"MSI": 0.31}, chosen_on="the pooled out-of-fold predictions of 40 patients")
+    operating.write(cv, point)
+    final.mkdir(parents=True)
+    carried = operating.read(operating.carry_to_final(cv, final))
+    assert carried.thresholds == {"MSI": 0.31}
+    assert carried.chosen_on == ("the pooled out-of-fold predictions of 40 patients; carried to the final model "
+                                 "trained on all of them")
+    assert operating.for_models([final / "model.ckpt"], "MSI") == carried

@@ -105,6 +105,10 @@ def _train(ctx: RunContext) -> str | None:
     if t is None or not t.train:
         return None
     stages.train(**resolve(ctx.cfg, "train"))
+    from slidepredict.stats.operating import carry_to_final
+
+    for target in _targets(ctx) if t.crossval else []:
+        carry_to_final(ctx.layout.crossval(target), ctx.layout.train(target))
     return ", ".join(str(ctx.layout.final_model(target)) for target in _targets(ctx))
 
 

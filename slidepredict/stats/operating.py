@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,17 @@ def for_models(checkpoints: Sequence[Path], target: str) -> OperatingPoint | Non
         return None
     point = read(found.pop())  # type: ignore[arg-type]
     return point if point.target == target and point.thresholds else None
+
+
+def carry_to_final(crossval_dir: Path, final_dir: Path) -> Path | None:
+    """Give the final model (trained on every patient) the cut-off chosen on the cross-validation's out-of-fold
+    predictions: it has no held-out predictions of its own, and a cut-off chosen on its training patients
+    would be in-sample. None when the cross-validation chose none."""
+    src = crossval_dir / OPERATING_FILE
+    if not src.is_file() or not final_dir.is_dir():
+        return None
+    point = read(src)
+    return write(final_dir, replace(point, chosen_on=f"{point.chosen_on}; carried to the final model trained on all of them"))
 
 
 def at_threshold(y: np.ndarray, p: np.ndarray, cut: float) -> tuple[float, float]:
