@@ -265,6 +265,21 @@ class Slide:
         return self.backend.level_dimensions
 
     @property
+    def qupath_frame(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(origin, size) in level-0 px of the image QuPath shows: cropped to ``openslide.bounds-*`` when present.
+
+        MIRAX and some Hamamatsu/Leica files carry bounds; QuPath's OpenSlide server crops to
+        them, so its pixel (0, 0) is level-0 (bounds-x, bounds-y). Without bounds: the whole slide.
+        """
+        props = getattr(self.backend, "properties", {}) or {}
+        keys = ("openslide.bounds-x", "openslide.bounds-y", "openslide.bounds-width", "openslide.bounds-height")
+        try:
+            x, y, w, h = (int(props[k]) for k in keys)
+        except (KeyError, TypeError, ValueError):
+            return (0, 0), self.dimensions
+        return (x, y), (w, h)
+
+    @property
     def level_downsamples(self) -> list[float]:
         return self.backend.level_downsamples
 

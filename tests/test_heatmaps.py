@@ -137,7 +137,7 @@ def test_ome_tiff_is_aligned_with_the_slide(setup: dict) -> None:
     with tifffile.TiffFile(path) as tif:
         assert tif.is_ome
         series = tif.series[0]
-        assert series.axes == "CYX" and series.shape == (len(CATS) + 1, 640 // scale, 512 // scale)
+        assert series.axes == "CYX" and series.shape == (len(CATS) + 2, 640 // scale, 512 // scale)
         data = series.asarray()
         xml = tif.ome_metadata
     assert f'PhysicalSizeX="{MPP * scale}"' in xml and "MSI-H" in xml and "attention" in xml
@@ -146,6 +146,12 @@ def test_ome_tiff_is_aligned_with_the_slide(setup: dict) -> None:
     r = df.iloc[5]
     cy, cx = int((r["y"] + TILE0 / 2) // scale), int((r["x"] + TILE0 / 2) // scale)
     assert data[1, cy, cx] == pytest.approx(r["MSI-H"], abs=1e-5) and data[2, cy, cx] == pytest.approx(r["attention"], abs=1e-5)
+    assert data[3, cy, cx] == 1.0  # the tiles channel: inside a tile
+    # channel names and colours as docs/heatmaps.md lists them
+    names = re.findall(r'<Channel [^>]*Name="([^"]+)"', xml)
+    colours = [int(c) for c in re.findall(r'<Channel [^>]*Color="(-?\d+)"', xml)]
+    assert names == [*CATS, "attention", "tiles"] and len(colours) == 4
+    assert colours[2] == (255 << 24 | 140 << 16 | 0 << 8 | 255) - (1 << 32)  # attention: orange, opaque
 
 
 def test_ome_tiff_pyramid_levels(tmp_path: Path) -> None:
@@ -153,15 +159,21 @@ def test_ome_tiff_pyramid_levels(tmp_path: Path) -> None:
     scores = TileScores(coords=coords, size0=100, attention=np.array([1 / 3, 2 / 3, 1.0]), attention_raw=np.full(3, 1 / 3),
                         class_scores=np.array([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]]), categories=["a", "b"], target="T",
                         probs=np.array([0.4, 0.6]))
-    stack, names = score_stack(scores, (1000, 800), 1)
-    assert names == ["a", "b", "attention"] and stack.shape == (3, 800, 1000)
-    assert np.isnan(stack[:, 50, 150]).all() and stack[0, 150, 250] == pytest.approx(0.5)
+    stack, names = score_stack(scores, ((0, 0), (1000, 800)), 1)
+    assert names == ["a", "b", "attention", "tiles"] and stack.shape == (4, 800, 1000)
+    assert np.isnan(stack[:3, 50, 150]).all() and stack[0, 150, 250] == pytest.approx(0.5)
+    assert stack[3, 50, 150] == 0.0 and stack[3, 150, 250] == 1.0  # no tile vs tile, whatever the score
     write_ome_tiff(stack, names, tmp_path / "m.ome.tif", 0.5)
     with tifffile.TiffFile(tmp_path / "m.ome.tif") as tif:
         levels = tif.series[0].levels
-        assert [lv.shape for lv in levels] == [(3, 800, 1000), (3, 400, 500), (3, 200, 250)]
+        assert [lv.shape for lv in levels] == [(4, 800, 1000), (4, 400, 500), (4, 200, 250)]
         low = levels[1].asarray()
     assert low[0, 0, 0] == pytest.approx(0.2) and np.isnan(low[0, 0, 60])
+    # in a bounds frame (QuPath crops to openslide.bounds) the map starts at the bounds origin
+    shifted, _ = score_stack(scores, ((100, 50), (900, 750)), 1)
+    assert shifted.shape == (4, 750, 900)
+    assert shifted[0, 100 - 50, 200 - 100] == pytest.approx(0.5) and shifted[0, 700 - 50, 900 - 100] == pytest.approx(0.9)
+    assert np.isnan(shifted[0, 0, 0])  # the tile at level-0 (0, 0) lies left of the bounds: not in QuPath's image
 
 
 def test_overlay_is_tissue_only_and_readable(setup: dict) -> None:
@@ -324,3 +336,51 @@ def test_titles_show_the_patient_prediction_over_all_its_slides(setup: dict[str,
                         class_scores=np.full((1, 2), 0.5), categories=CATS, target="MSI", probs=both, patient="P1")
     title, _ = map_title("S0", CATS[0], scores)
     assert title.splitlines()[1].startswith("patient P1: prediction MSI = ")
+
+
+def _strict(text: str) -> object:
+    """Parse as a strict JSON parser would: NaN, Infinity and -Infinity are errors."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-finite number {name} in JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_geojson_leaves_non_finite_measurements_out(tmp_path: Path) -> None:
+    from slidepredict.heatmaps.qupath import write_geojson
+
+    scores = TileScores(coords=np.array([[0, 0], [100, 0]]), size0=100, attention=np.array([0.5, 1.0]),
+                        attention_raw=np.array([np.nan, 1.0]), class_scores=np.array([[0.2, 0.8], [np.inf, 0.1]]),
+                        categories=["a", "b"], target="T", probs=np.array([0.4, 0.6]))
+    geo = _strict(write_geojson(scores, tmp_path / "s.geojson", "s").read_text())
+    first, second = (f["properties"]["measurements"] for f in geo["features"])
+    assert first == {"attention": 0.5, "a": 0.2, "b": 0.8}  # attention_raw was NaN: missing, as QuPath reads NaN
+    assert second == {"attention": 1.0, "attention_raw": 1.0, "b": 0.1}
+
+
+def test_slide_bounds_shift_the_qupath_exports_only(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slide with openslide.bounds (MRXS, some NDPI/SCN): QuPath shows the crop, so its files are relative to it."""
+    from slidepredict.slide import Slide, open_slide
+
+    root = setup["root"]
+    with open_slide(root / "slides" / "S1.tif", mpp=MPP) as slide:
+        assert slide.qupath_frame == ((0, 0), (512, 640))  # no bounds: the whole slide
+        slide.backend.properties = {"openslide.bounds-x": "128", "openslide.bounds-y": "256",
+                                    "openslide.bounds-width": "384", "openslide.bounds-height": "384"}
+        assert slide.qupath_frame == ((128, 256), (384, 384))
+    monkeypatch.setattr(Slide, "qupath_frame", property(lambda self: ((128, 256), (384, 384))))
+    folder, = heatmaps(setup["model"], root / "slides", root / "features", tmp_path / "out", slides=["S1"], topk=0,
+                       thumb_px=256)
+    plain = setup["out"] / "S1"
+    assert (folder / "tile-scores.csv").read_text() == (plain / "tile-scores.csv").read_text()  # level-0, unchanged
+    shifted, original = (_strict((f / "S1.geojson").read_text()) for f in (folder, plain))
+    for a, b in zip(shifted["features"], original["features"]):
+        ring_a, ring_b = np.array(a["geometry"]["coordinates"][0]), np.array(b["geometry"]["coordinates"][0])
+        assert (ring_b - ring_a == [128, 256]).all()
+    assert shifted["properties"]["slidepredict"]["frame"]["level0_origin"] == [128, 256]
+    scale = json.loads((folder / "heatmaps.json").read_text())["map_downsample"]
+    with tifffile.TiffFile(folder / "S1_probability.ome.tif") as tif:
+        assert tif.series[0].shape[1:] == (-(-384 // scale), -(-384 // scale))  # the bounds, not the slide
+        data = tif.series[0].asarray()
+    r = pd.read_csv(folder / "tile-scores.csv").query("x == 256 and y == 384").iloc[0]
+    cy, cx = int((r["y"] - 256 + TILE0 / 2) // scale), int((r["x"] - 128 + TILE0 / 2) // scale)
+    assert data[0, cy, cx] == pytest.approx(r[CATS[0]], abs=1e-5)

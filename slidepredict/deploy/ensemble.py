@@ -9,7 +9,6 @@ with labels, statistics follow in ``<out>/stats``, on the patients no model trai
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from slidepredict.core import jsonio
 from slidepredict.cohort.build import Cohort, build_cohort
 from slidepredict.core.errors import ConfigError, SlidePredictError
 from slidepredict.training.checkpoint import CheckpointError
@@ -248,7 +248,7 @@ def deploy(
         overlap=overlap, stats_dir=stats_dir if headline else None, headline=headline, stats_skipped=skipped,
         operating_point=point,
     )
-    write_text_atomic(result.summary, json.dumps(_summary(result, members, cohort), indent=1))
+    write_text_atomic(result.summary, jsonio.dumps(_summary(result, members, cohort), indent=1))
     return result
 
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from slidepredict.core import jsonio
 from slidepredict.core import batch
 from slidepredict.core.errors import MPPError, SlidePredictError
 from slidepredict.featurefile import read_features, slide_h5_path
 from slidepredict.heatmaps.models import Drawer, HeatmapModels, load_heatmap_models
 from slidepredict.heatmaps.overlay import map_scale, write_overlays
 from slidepredict.heatmaps.patients import PatientPrediction, patient_predictions
-from slidepredict.heatmaps.qupath import score_stack, write_geojson, write_ome_tiff
+from slidepredict.heatmaps.qupath import channel_colours, score_stack, write_geojson, write_ome_tiff
 from slidepredict.heatmaps.scores import check_same_slide, score_slide
 from slidepredict.heatmaps.settings import HeatmapSettings
 from slidepredict.heatmaps.tiles import contact_sheet, extract_tiles
@@ -124,7 +125,8 @@ def draw_slide(drawer: Drawer, slide_path: Path, features_path: Path, folder: Pa
             scores = replace(scores, probs=patient.probs, patient=patient.patient)
         bag = None  # type: ignore[assignment]  # features are no longer needed; free them before drawing
         scores.frame().to_csv(folder / SCORES_FILE, index=False, float_format="%.6g")
-        write_geojson(scores, folder / f"{stem}.geojson", stem)
+        frame = slide.qupath_frame  # QuPath crops slides with bounds: its exports subtract the offset
+        write_geojson(scores, folder / f"{stem}.geojson", stem, frame[0])
         thumb, thumb_scale = slide.thumbnail(params.thumb_px)
         write_overlays(thumb, thumb_scale, scores, folder, stem)
         del thumb
@@ -133,13 +135,14 @@ def draw_slide(drawer: Drawer, slide_path: Path, features_path: Path, folder: Pa
             picked = extract_tiles(slide, scores, folder, params.topk, tile_px)
             title = f"{stem}: top and bottom {params.topk} tiles per class (tile score)"
             contact_sheet(picked, folder / f"{stem}_tiles.png", title)
-        scale = map_scale(slide.dimensions, scores.size0, params.map_px)
-        stack, names = score_stack(scores, slide.dimensions, scale)
-        write_ome_tiff(stack, names, folder / f"{stem}_probability.ome.tif", float(slide.mpp) * scale)
+        scale = map_scale(frame[1], scores.size0, params.map_px)
+        stack, names = score_stack(scores, frame, scale)
+        write_ome_tiff(stack, names, folder / f"{stem}_probability.ome.tif", float(slide.mpp) * scale,
+                       channel_colours(names, scores.categories))
         return {"slide": str(slide_path), "patient": scores.patient, "mpp": float(slide.mpp), "n_tiles": int(len(scores.coords)),
                 "target": scores.target, "prediction": scores.prediction,
                 "probabilities": dict(zip(scores.categories, map(float, scores.probs))),
-                "map_downsample": scale, "drawn_by": drawer.provenance()}
+                "map_downsample": scale, "qupath_origin_level0": list(frame[0]), "drawn_by": drawer.provenance()}
 
 
 def heatmap_slide(models: HeatmapModels, slide_path: Path, features_path: Path, out_dir: Path,
@@ -162,7 +165,7 @@ def heatmap_slide(models: HeatmapModels, slide_path: Path, features_path: Path, 
     tmp.mkdir()
     try:
         summary = draw_slide(drawer, slide_path, features_path, tmp, stem, params, patient, mpp)
-        (tmp / DONE_FILE).write_text(json.dumps({**summary, "inputs": fingerprint}, indent=1))
+        (tmp / DONE_FILE).write_text(jsonio.dumps({**summary, "inputs": fingerprint}, indent=1))
         _publish(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

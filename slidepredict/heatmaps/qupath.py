@@ -6,8 +6,10 @@ with a closed ``Polygon`` ring in level-0 pixels, ``properties.objectType`` (``d
 name -> number object (QuPath 0.3 used a list of name/value pairs; 0.4 still reads both).
 Imported detections feed QuPath's *Measure > Show measurement maps* directly.
 
-The OME-TIFF holds one float32 channel per class plus attention (NaN where no tile lies), with
-an integer downsample of the slide grid and its physical pixel size, so it overlays the slide.
+The OME-TIFF holds one float32 channel per class plus attention (NaN where no tile lies) and a
+``tiles`` mask channel, with an integer downsample of the slide grid and its physical pixel size,
+so it overlays the slide. Both exports are in QuPath's frame: a slide with ``openslide.bounds``
+is cropped to them by QuPath, so the bounds offset is subtracted (``Slide.qupath_frame``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slidepredict.core import jsonio
 from slidepredict.heatmaps.overlay import gather, tile_index_map
 from slidepredict.heatmaps.scores import ATTENTION, COORD_COLUMNS, TileScores
 
@@ -50,28 +53,37 @@ def tile_feature(x: int, y: int, size0: int, measurements: dict[str, float], lab
     }
 
 
-def write_geojson(scores: TileScores, path: Path, stem: str) -> Path:
+def write_geojson(scores: TileScores, path: Path, stem: str, origin: tuple[int, int] = (0, 0)) -> Path:
     """Stream one feature per line (no list of N dicts in memory); measurement names = CSV column names.
 
     Each tile is classified as the class with its highest score, so QuPath can colour or count by class.
-    The collection's ``properties.slidepredict`` records the patient, prediction and drawing model(s)
-    and whether the patient was held out from them (QuPath ignores it).
+    Coordinates are in QuPath's frame: level-0 minus ``origin`` (the slide's bounds offset, see
+    ``Slide.qupath_frame``). Non-finite values are left out of ``measurements`` (QuPath reads a missing
+    one as NaN; a bare NaN is not JSON, and QuPath 0.4 refuses the file). The collection's
+    ``properties.slidepredict`` records the patient, prediction, drawing model(s), whether the
+    patient was held out from them, and the frame (QuPath ignores it).
     """
     cols = {k: v for k, v in scores.columns().items() if k not in COORD_COLUMNS}
     names = list(cols)
     table = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
-    best = np.argmax(scores.class_scores, axis=1)
+    best = np.argmax(np.nan_to_num(scores.class_scores, nan=-1.0), axis=1)
     colours = class_colours(scores.categories)
+    ox, oy = origin
+    about = {"slidepredict": {
+        "slide": stem, "patient": scores.patient, "target": scores.target, "prediction": scores.prediction,
+        "drawn_by": scores.drawer and scores.drawer.provenance(),
+        "frame": {"level0_origin": [int(ox), int(oy)],
+                  "note": "coordinates = level-0 px minus level0_origin (the slide's openslide.bounds, where QuPath's "
+                          "image starts); tile-scores.csv keeps level-0 px"},
+    }}
     with open(path, "w") as fh:
-        about = {"slidepredict": {"slide": stem, "patient": scores.patient, "target": scores.target,
-                                  "prediction": scores.prediction, "drawn_by": scores.drawer and scores.drawer.provenance()}}
-        head = json.dumps({"type": "FeatureCollection", "properties": about}, separators=(",", ":"))
+        head = jsonio.dumps({"type": "FeatureCollection", "properties": about}, separators=(",", ":"))
         fh.write(head[:-1] + ', "features": [\n')
         for i, ((x, y), row) in enumerate(zip(scores.coords.tolist(), table)):
             label = scores.categories[int(best[i])]
-            meas = {n: round(float(v), 6) for n, v in zip(names, row)}
-            feat = tile_feature(x, y, scores.size0, meas, label, colours[label], f"{stem}:{x}:{y}")
-            fh.write(("" if i == 0 else ",\n") + json.dumps(feat, separators=(",", ":")))
+            meas = {n: round(float(v), 6) for n, v in zip(names, row) if np.isfinite(v)}
+            feat = tile_feature(x - ox, y - oy, scores.size0, meas, label, colours[label], f"{stem}:{x}:{y}")
+            fh.write(("" if i == 0 else ",\n") + json.dumps(feat, separators=(",", ":"), allow_nan=False))
         fh.write("\n]}\n")
     return path
 
@@ -90,17 +102,37 @@ def _halve(img: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan).astype(np.float32)
 
 
-def score_stack(scores: TileScores, dimensions: tuple[int, int], scale: int) -> tuple[np.ndarray, list[str]]:
-    """(C+1, H, W) float32 map at ``scale`` level-0 px per pixel covering the whole slide, and channel names."""
-    w0, h0 = dimensions
+TILES_CHANNEL = "tiles"  # 1 where a tile lies, 0 where none: QuPath shows NaN as 0, the lowest score's colour
+
+
+def score_stack(scores: TileScores, frame: tuple[tuple[int, int], tuple[int, int]], scale: int,
+                ) -> tuple[np.ndarray, list[str]]:
+    """(C+2, H, W) float32 map at ``scale`` level-0 px per pixel over QuPath's frame (origin, size), and channel names.
+
+    Channels: one per class, attention, then ``tiles`` (1 inside a tile, 0 outside), because
+    QuPath displays the NaN outside tiles as 0, the same as the lowest score.
+    """
+    (ox, oy), (w0, h0) = frame
     shape = (-(-h0 // scale), -(-w0 // scale))
-    index = tile_index_map(scores.coords, scores.size0, scale, shape)
+    index = tile_index_map(scores.coords - np.array([ox, oy]), scores.size0, scale, shape)
     maps = scores.maps()
     names = [n for n in maps if n != ATTENTION] + [ATTENTION]
-    return np.stack([gather(index, maps[n]) for n in names]), names
+    layers = [gather(index, maps[n]) for n in names] + [(index >= 0).astype(np.float32)]
+    return np.stack(layers), names + [TILES_CHANNEL]
 
 
-def write_ome_tiff(stack: np.ndarray, names: list[str], path: Path, pixel_um: float) -> Path:
+def channel_colours(names: list[str], categories: list[str]) -> list[int]:
+    """OME ``Color`` per channel (signed 32-bit RGBA): classes as in the GeoJSON, attention orange, tiles grey."""
+    rgb = {**{c: tuple(v) for c, v in class_colours(categories).items()}, ATTENTION: (255, 140, 0), TILES_CHANNEL: (160, 160, 160)}
+    out = []
+    for n in names:
+        r, g, b = rgb[n]
+        value = (r << 24) | (g << 16) | (b << 8) | 255
+        out.append(value - (1 << 32) if value >= 1 << 31 else value)
+    return out
+
+
+def write_ome_tiff(stack: np.ndarray, names: list[str], path: Path, pixel_um: float, colours: list[int] | None = None) -> Path:
     """Pyramidal OME-TIFF (reduced levels in SubIFDs, as Bio-Formats/QuPath expect) with physical pixel size."""
     import tifffile
 
@@ -108,7 +140,7 @@ def write_ome_tiff(stack: np.ndarray, names: list[str], path: Path, pixel_um: fl
     while max(levels[-1].shape[1:]) > PYRAMID_TILE:
         levels.append(_halve(levels[-1]))
     meta = {
-        "axes": "CYX", "Channel": {"Name": names},
+        "axes": "CYX", "Channel": {"Name": names, **({"Color": colours} if colours else {})},
         "PhysicalSizeX": pixel_um, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": pixel_um, "PhysicalSizeYUnit": "µm",
     }
     common = dict(tile=(PYRAMID_TILE, PYRAMID_TILE), photometric="minisblack", compression="zlib",

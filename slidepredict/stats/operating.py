@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from slidepredict.core import jsonio
 from slidepredict.core.atomic import write_text_atomic
 from slidepredict.layout import OPERATING_FILE
 
@@ -66,7 +67,7 @@ def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str,
 
 
 def write(folder: Path, point: OperatingPoint) -> Path:
-    return write_text_atomic(folder / OPERATING_FILE, json.dumps(asdict(point), indent=1, allow_nan=False))
+    return write_text_atomic(folder / OPERATING_FILE, jsonio.dumps(asdict(point), indent=1))
 
 
 def read(path: Path) -> OperatingPoint:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from slidepredict.core import jsonio
 from slidepredict.core.atomic import write_text_atomic
 from slidepredict.core.batch import check_writable
 from slidepredict.cohort.build import Cohort
@@ -49,10 +50,10 @@ def record_run(out_dir: Path, cohort: Cohort, config: TrainSettings,
                splits: tuple[Splits, int, int] | None = None) -> None:
     """Write what identifies a training run (settings, cohort, new splits): only after its inputs passed every check."""
     check_writable(out_dir)
-    write_text_atomic(out_dir / TRAIN_CONFIG_FILE, json.dumps(config.model_settings(), indent=1))
-    write_text_atomic(out_dir / COHORT_FILE, json.dumps(cohort.summary(), indent=1))
+    write_text_atomic(out_dir / TRAIN_CONFIG_FILE, jsonio.dumps(config.model_settings(), indent=1))
+    write_text_atomic(out_dir / COHORT_FILE, jsonio.dumps(cohort.summary(), indent=1))
     if splits is not None:
-        write_text_atomic(out_dir / SPLITS_FILE, json.dumps(splits_record(cohort, *splits), indent=1))
+        write_text_atomic(out_dir / SPLITS_FILE, jsonio.dumps(splits_record(cohort, *splits), indent=1))
 
 
 def crossval(
