@@ -7,6 +7,7 @@ resolution tags -> OME ``PhysicalSizeX`` -> a :class:`MPPError` that says how to
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -26,6 +27,8 @@ SLIDE_EXTENSIONS: tuple[str, ...] = (
     ".bif", ".dcm", ".czi", ".png", ".jpg", ".jpeg", ".bmp",
 )
 _DOUBLE_EXT = re.compile(r"\.ome\.(tif|tiff)$", re.IGNORECASE)
+log = logging.getLogger(__name__)
+
 _MPP_RANGE = (0.01, 50.0)  # plausible microns per pixel for microscopy
 _UNIT_TO_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "nm": 1e-3}
 
@@ -321,7 +324,9 @@ class Slide:
         W0, H0 = self.dimensions
         out_w, out_h = max(1, int(math.ceil(W0 / scale))), max(1, int(math.ceil(H0 / scale)))
         lw, lh = self.level_dimensions[level]
-        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+        # White where no level pixel lands (the last row/column when the level's size is not a multiple of
+        # the downsample): uninitialised memory there made masks, QC and tiling differ between runs.
+        out = np.full((out_h, out_w, 3), 255, dtype=np.uint8)
         f = ds / scale  # output pixels per level pixel
         for ly in range(0, lh, chunk):
             for lx in range(0, lw, chunk):
@@ -365,8 +370,26 @@ def _open_backend(path: Path) -> tuple[str, Any]:
     raise SlideError(f"cannot open slide {path}: not a supported slide, or a truncated or corrupt file ({detail})")
 
 
-def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
-    """Open any supported slide; ``mpp`` overrides the file's resolution (e.g. from the slide table)."""
+@dataclass(frozen=True)
+class MPPOverride:
+    """``--mpp-override``: this resolution replaces the one a file records (the file's own is logged)."""
+
+    value: float
+
+
+MPPChoice = float | MPPOverride | None  # None: the file's own; a float: for files without one; an override
+
+
+def _checked(path: Path, value: float, backend: Any) -> float:
+    if not (value > 0 and math.isfinite(value)):
+        backend.close()
+        raise MPPError(f"{path.name}: --mpp must be a positive number, got {value}")
+    return float(value)
+
+
+def open_slide(path: str | os.PathLike[str], mpp: MPPChoice = None) -> Slide:
+    """Open any supported slide with its resolution: the file's own; ``mpp`` (a float) only for files
+    without one; an :class:`MPPOverride` replaces the file's (a mixed folder is never silently rescaled)."""
     path = Path(path)
     if not path.exists():
         raise SlideError(f"{path}: no such file")
@@ -375,20 +398,26 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
     if path.is_file() and path.stat().st_size == 0:
         raise SlideError(f"cannot open slide {path}: the file is empty (0 bytes)")
     name, backend = _open_backend(path)
-    if mpp is not None:
-        if not (mpp > 0 and math.isfinite(mpp)):
-            backend.close()
-            raise MPPError(f"{path.name}: MPP override must be a positive number, got {mpp}")
-        return Slide(path=path, backend=backend, mpp=SlideMPP(float(mpp)), mpp_source="override")
-    tried = []
+    tried, own = [], None
     for source, value in backend.mpp_candidates():
         tried.append(source)
         if value is not None and _MPP_RANGE[0] <= value <= _MPP_RANGE[1]:
-            return Slide(path=path, backend=backend, mpp=SlideMPP(float(value)), mpp_source=source)
+            own = (float(value), source)
+            break
+    if isinstance(mpp, MPPOverride):
+        value = _checked(path, mpp.value, backend)
+        if own is not None and not math.isclose(own[0], value, rel_tol=0.02):
+            log.warning("%s: --mpp-override %g replaces the file's own MPP %g (%s)", path.name, value, own[0], own[1])
+        return Slide(path=path, backend=backend, mpp=SlideMPP(value), mpp_source="--mpp-override")
+    if own is not None:
+        if mpp is not None and not math.isclose(own[0], _checked(path, mpp, backend), rel_tol=0.02):
+            log.info("%s: the file's MPP %g (%s) is used; --mpp %g applies only to files without one "
+                     "(--mpp-override to replace it)", path.name, own[0], own[1], mpp)
+        return Slide(path=path, backend=backend, mpp=SlideMPP(own[0]), mpp_source=own[1])
+    if mpp is not None:
+        return Slide(path=path, backend=backend, mpp=SlideMPP(_checked(path, mpp, backend)), mpp_source="--mpp")
     backend.close()
     raise MPPError(
         f"{path.name}: resolution (microns per pixel) unknown; looked at {', '.join(tried)}. "
-        "Pass it with --mpp (e.g. --mpp 0.25 for 40x, 0.5 for 20x) or an MPP column in the slide table."
+        "Pass it with --mpp (e.g. --mpp 0.25 for 40x, 0.5 for 20x)."
     )
-
-

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from slidepredict.core.errors import MPPError, SlideError
-from slidepredict.slide import find_slides, open_slide, slide_stem
+from slidepredict.slide import MPPOverride, find_slides, open_slide, slide_stem
 
 
 def test_cmu_svs_mpp_from_header(cmu_slide: Path) -> None:
@@ -27,17 +27,26 @@ def test_tcga_svs_without_mpp_needs_override(tcga_no_mpp_slide: Path) -> None:
         open_slide(tcga_no_mpp_slide)
     assert str(err.value) == (
         "tcga-cr-7395-01a-01-ts1.svs: resolution (microns per pixel) unknown; looked at openslide.mpp-x/y, "
-        "TIFF resolution tags. Pass it with --mpp (e.g. --mpp 0.25 for 40x, 0.5 for 20x) or an MPP column "
-        "in the slide table."
+        "TIFF resolution tags. Pass it with --mpp (e.g. --mpp 0.25 for 40x, 0.5 for 20x)."
     )
     with open_slide(tcga_no_mpp_slide, mpp=0.5) as s:
-        assert (s.mpp, s.mpp_source) == (0.5, "override")
+        assert (s.mpp, s.mpp_source) == (0.5, "--mpp")
         assert s.read_region_at(0, 0, 256.0, 224).shape == (224, 224, 3)
 
 
 def test_invalid_mpp_override(cmu_slide: Path) -> None:
-    with pytest.raises(MPPError, match=r"^CMU-1-Small-Region.svs: MPP override must be a positive number, got -1.0$"):
-        open_slide(cmu_slide, mpp=-1.0)
+    with pytest.raises(MPPError, match=r"^CMU-1-Small-Region.svs: --mpp must be a positive number, got -1.0$"):
+        open_slide(cmu_slide, mpp=MPPOverride(-1.0))
+
+
+def test_mpp_fills_files_without_one_and_override_replaces_with_a_warning(
+        cmu_slide: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with open_slide(cmu_slide, mpp=0.25) as s:  # the file says 0.499: --mpp does not apply
+        assert (s.mpp, s.mpp_source) == (pytest.approx(0.499), "openslide.mpp-x/y")
+    with caplog.at_level("WARNING", logger="slidepredict"):
+        with open_slide(cmu_slide, mpp=MPPOverride(0.25)) as s:
+            assert (s.mpp, s.mpp_source) == (0.25, "--mpp-override")
+    assert "CMU-1-Small-Region.svs: --mpp-override 0.25 replaces the file's own MPP 0.499 (openslide.mpp-x/y)" in caplog.text
 
 
 def test_ndpi_with_spaces_and_parentheses(ndpi_slide: Path, tmp_path: Path) -> None:

@@ -246,3 +246,18 @@ def test_load_coords_errors(tmp_path: Path) -> None:
     with pytest.raises(FeatureFileError) as err:
         load_coords(tmp_path / "missing.h5")
     assert str(err.value) == f"{tmp_path / 'missing.h5'}: missing or incomplete tiling file; run `slidepredict tile` again"
+
+
+def test_cli_mpp_override(cmu_slide: Path, tmp_path: Path) -> None:
+    """--mpp fills files without an MPP only; --mpp-override replaces the file's own, and needs --mpp."""
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["tile", str(cmu_slide), "--out", str(out), "--no-qc", "--mpp-override"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        "Error: --mpp-override needs --mpp VALUE (the resolution to use for every slide)")
+    assert not out.exists()
+    for flags, mpp in ((["--mpp", "0.25"], 0.499), (["--mpp", "0.25", "--mpp-override"], 0.25)):
+        res = runner.invoke(app, ["tile", str(cmu_slide), "--out", str(out / flags[-1]), "--no-qc", *flags])
+        assert res.exit_code == 0, res.output
+        with h5py.File(out / flags[-1] / "CMU-1-Small-Region.h5") as f:
+            assert f.attrs["mpp"] == pytest.approx(mpp)

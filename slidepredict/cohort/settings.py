@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from slidepredict.core.errors import ConfigError
 from slidepredict.core.settings import Settings, setting
 
 
@@ -18,3 +20,13 @@ class CohortSettings(Settings):
     patient_col: str = setting("PATIENT", "Patient ID column in both tables.")
     filename_col: str = setting("FILENAME", "Slide file name column in the slide table.")
     mpp: float | None = setting(None, "Microns per pixel for slides whose file lacks it (null: read from the file).", gt=0)
+    mpp_override: bool = setting(
+        False, "Use `mpp` for every slide, replacing the resolution its file records (each file's own is logged).")
+
+    def mpp_choice(self) -> Any:
+        """What ``open_slide`` gets: the file's own MPP, `mpp` as a fallback, or `mpp` as an override."""
+        from slidepredict.slide import MPPOverride
+
+        if self.mpp_override and self.mpp is None:
+            raise ConfigError("--mpp-override needs --mpp VALUE (the resolution to use for every slide)")
+        return MPPOverride(self.mpp) if self.mpp_override else self.mpp

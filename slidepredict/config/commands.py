@@ -91,7 +91,7 @@ def _register(name: str, *uses: Uses, target_param: str | None = None) -> Callab
     return deco
 
 
-_SLIDE_COHORT = Uses("cohort", ("mpp",))
+_SLIDE_COHORT = Uses("cohort", ("mpp", "mpp_override"))
 _TABLES = Uses("cohort", ("clini_table", "slide_table", "patient_col", "filename_col"))
 _COLUMNS = Uses("cohort", ("patient_col", "filename_col"))
 
@@ -146,7 +146,7 @@ def _compare(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str,
     return {}
 
 
-@_register("heatmaps", Uses("cohort", ("slides_dir", "slide_table", "patient_col", "filename_col", "mpp")),
+@_register("heatmaps", Uses("cohort", ("slides_dir", "slide_table", "patient_col", "filename_col", "mpp", "mpp_override")),
            Uses("heatmaps"), Uses("training", ("device",)))
 def _heatmaps(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     paths: dict[str, Any] = {"features": layout.features}

@@ -38,7 +38,7 @@ from slidepredict.featurefile import (
     write_once,
 )
 from slidepredict.features.settings import ExtractSettings
-from slidepredict.slide import Slide, open_slide
+from slidepredict.slide import MPPChoice, Slide, open_slide
 from slidepredict.tiling.grid import resolve_tile_px, tile_slide
 from slidepredict.tiling.settings import TilingSettings
 from slidepredict.core.units import Microns, SlidePixels, TilePixels
@@ -79,7 +79,7 @@ def auto_workers(device: torch.device) -> int:
 class TileDataset(Dataset):
     """Tiles of one slide as uint8 (H, W, 3); the slide opens lazily in whichever process reads."""
 
-    def __init__(self, slide_path: Path, coords: np.ndarray, tile_um: float, tile_px: int, mpp: float | None):
+    def __init__(self, slide_path: Path, coords: np.ndarray, tile_um: float, tile_px: int, mpp: MPPChoice):
         self.slide_path, self.coords, self.mpp = slide_path, coords, mpp
         self.tile_um, self.tile_px = Microns(tile_um), TilePixels(tile_px)
         self._slide: Slide | None = None
@@ -182,7 +182,7 @@ def extract_slide(
     tiling: TilingSettings,
     coords_dir: str | os.PathLike[str],
     stain_norm: str = "none",
-    mpp: float | None = None,
+    mpp: MPPChoice = None,
 ) -> str:
     """Features for one slide; returns batch.DONE, SKIPPED (complete and matching) or BUSY (locked)."""
     slide_path = Path(slide_path)
@@ -213,7 +213,7 @@ def extract(
     tiling: TilingSettings | None = None,
     coords_dir: str | os.PathLike[str] | None = None,
     shard: str | None = None,
-    mpp: float | None = None,
+    mpp: MPPChoice = None,
 ) -> batch.BatchResult:
     """Extract features for slides (files or folders) into ``out_dir``; tiles first where needed.
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from slidepredict.core import jsonio
 from slidepredict.core import batch
-from slidepredict.core.errors import MPPError, SlidePredictError
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.featurefile import read_features, slide_h5_path
 from slidepredict.heatmaps.models import Drawer, HeatmapModels, load_heatmap_models
 from slidepredict.heatmaps.overlay import map_scale, write_overlays
@@ -28,7 +28,7 @@ from slidepredict.heatmaps.qupath import channel_colours, score_stack, write_geo
 from slidepredict.heatmaps.scores import check_same_slide, score_slide
 from slidepredict.heatmaps.settings import HeatmapSettings
 from slidepredict.heatmaps.tiles import contact_sheet, extract_tiles
-from slidepredict.slide import Slide, find_slides, open_slide, slide_stem
+from slidepredict.slide import MPPChoice, Slide, find_slides, open_slide, slide_stem
 from slidepredict.training.predict import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,11 @@ def select_slides(slides_dir: Path, features_dir: Path, names: Sequence[str] | N
     return have
 
 
-def _open(slide_path: Path, mpp: float | None, attrs: dict[str, Any]) -> Slide:
-    """The slide with its own MPP, else --mpp, else the MPP the features were extracted at."""
-    try:
-        return open_slide(slide_path, mpp=mpp)
-    except MPPError:
-        if attrs.get("mpp") in (None, "none"):
-            raise
-        return open_slide(slide_path, mpp=float(attrs["mpp"]))
+def _open(slide_path: Path, mpp: MPPChoice, attrs: dict[str, Any]) -> Slide:
+    """The slide with its own MPP, else --mpp, else the MPP the features were extracted at (--mpp-override wins)."""
+    if mpp is None and attrs.get("mpp") not in (None, "none"):
+        mpp = float(attrs["mpp"])
+    return open_slide(slide_path, mpp=mpp)
 
 
 def _fingerprint(drawer: Drawer, features: Path, params: HeatmapSettings, patient: PatientPrediction | None) -> dict[str, Any]:
@@ -114,7 +111,7 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def draw_slide(drawer: Drawer, slide_path: Path, features_path: Path, folder: Path, stem: str,
-               params: HeatmapSettings, patient: PatientPrediction | None = None, mpp: float | None = None,
+               params: HeatmapSettings, patient: PatientPrediction | None = None, mpp: MPPChoice = None,
                ) -> dict[str, Any]:
     """Every output file of one slide into ``folder``; returns the summary stored in ``heatmaps.json``."""
     bag = read_features(features_path)
@@ -147,7 +144,7 @@ def draw_slide(drawer: Drawer, slide_path: Path, features_path: Path, folder: Pa
 
 def heatmap_slide(models: HeatmapModels, slide_path: Path, features_path: Path, out_dir: Path,
                   params: HeatmapSettings, patient: PatientPrediction | None = None,
-                  mpp: float | None = None) -> str:
+                  mpp: MPPChoice = None) -> str:
     """One slide into ``<out_dir>/<stem>/``; returns batch.DONE or batch.SKIPPED (finished with the same inputs).
 
     Without a slide table the slide is its own patient, named by its feature file, for the
@@ -180,7 +177,7 @@ def run_heatmaps(
     out_dir: str | os.PathLike[str],
     settings: HeatmapSettings | None = None,
     *,
-    mpp: float | None = None,
+    mpp: MPPChoice = None,
     device: str = "auto",
     slide_table: str | os.PathLike[str] | None = None,
     patient_col: str = "PATIENT",

@@ -55,7 +55,8 @@ def external(cfg: RunConfig, layout: RunLayout, command: str, target: str | None
     assert cfg.deploy is not None
     kwargs = resolve(cfg, command, target)
     d = cfg.deploy
-    kwargs["cohort"] = kwargs["cohort"].model_copy(update={"mpp": d.mpp, "slides_dir": d.slides_dir, "slide_table": d.slide_table})
+    kwargs["cohort"] = kwargs["cohort"].model_copy(update={"mpp": d.mpp, "mpp_override": False, "slides_dir": d.slides_dir,
+                                                       "slide_table": d.slide_table})
     outs = {"tile": layout.external_tiles, "extract": layout.external_features}
     if command == "heatmaps":
         assert target is not None

@@ -57,7 +57,7 @@ def tile(slides: list[Path], out: Path, cohort: CohortSettings, tiling: TilingSe
     from slidepredict.tiling.grid import resolve_tile_px, tile_many
 
     paths = select_shard(find_slides(slides, required=True), shard)
-    return tile_many(paths, out, resolve_tile_px(tiling, get_encoder(extract.encoder).input_px), mpp=cohort.mpp)
+    return tile_many(paths, out, resolve_tile_px(tiling, get_encoder(extract.encoder).input_px), mpp=cohort.mpp_choice())
 
 
 @writes()
@@ -66,7 +66,7 @@ def extract(slides: list[Path], out: Path, cohort: CohortSettings, tiling: Tilin
     """Feature files per slide (tiling first where no coordinates exist)."""
     from slidepredict.features.extraction import extract as run_extract
 
-    return run_extract(slides, out, extract, tiling=tiling, coords_dir=coords, shard=shard, mpp=cohort.mpp)
+    return run_extract(slides, out, extract, tiling=tiling, coords_dir=coords, shard=shard, mpp=cohort.mpp_choice())
 
 
 @writes()
@@ -124,7 +124,7 @@ def heatmaps(model: list[Path], features: Path, out: Path, cohort: CohortSetting
     from slidepredict.heatmaps.api import run_heatmaps
 
     return run_heatmaps(
-        model, cohort.slides_dir, features, out, heatmaps, mpp=cohort.mpp, device=training.device,
+        model, cohort.slides_dir, features, out, heatmaps, mpp=cohort.mpp_choice(), device=training.device,
         slide_table=cohort.slide_table, patient_col=cohort.patient_col, filename_col=cohort.filename_col,
     )
 

@@ -28,7 +28,7 @@ from slidepredict.featurefile import (
     write_h5_atomic,
     write_once,
 )
-from slidepredict.slide import Slide, open_slide
+from slidepredict.slide import MPPChoice, Slide, open_slide
 from slidepredict.tiling.tissue import MODALITIES, TissueMask, TissueParams, rgb_to_hsv, tissue_mask
 from slidepredict.core.units import um_to_level0
 
@@ -146,7 +146,7 @@ def tile_slide(
     slide_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     params: TilingSettings | None = None,
-    mpp: float | None = None,
+    mpp: MPPChoice = None,
 ) -> str:
     """Tile one slide into ``<out_dir>/<stem>.h5``; returns batch.DONE, SKIPPED (complete) or BUSY (locked)."""
     params = resolve_tile_px(params or TilingSettings())
@@ -169,7 +169,7 @@ def tile_many(
     slides: list[Path],
     out_dir: str | os.PathLike[str],
     params: TilingSettings | None = None,
-    mpp: float | None = None,
+    mpp: MPPChoice = None,
 ) -> batch.BatchResult:
     """Tile every slide; one failing slide is reported and the rest go on."""
     params = resolve_tile_px(params or TilingSettings())
