@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -40,7 +41,7 @@ def test_cmu_tiles_and_h5_contract(cmu_slide: Path, tmp_path: Path) -> None:
     assert (coords % size0 == 0).all() and (coords[:, 0] < 2220).all() and (coords[:, 1] < 2967).all()
     with h5py.File(tmp_path / "CMU-1-Small-Region.h5") as f:  # what CLAM/TRIDENT read
         assert f["coords"].attrs["patch_size"] == size0 and f["coords"].attrs["patch_level"] == 0
-    assert _only(tmp_path) == {"CMU-1-Small-Region.h5", "qc/CMU-1-Small-Region.png"}
+    assert _only(tmp_path) == {"CMU-1-Small-Region.h5", "qc/CMU-1-Small-Region.png", "qc/CMU-1-Small-Region.json"}
     with open_slide(cmu_slide) as s:  # kept tiles really are tissue
         tiles = np.stack([s.read_region_at(x, y, 256.0, 64) for x, y in coords])
     assert (tiles.mean(axis=(1, 2, 3)) < 225).all()
@@ -138,10 +139,12 @@ def test_slide_with_no_tissue(tmp_path: Path) -> None:
     with pytest.raises(NoTissueError) as err:
         tile_slide(blank.path, out)
     assert str(err.value) == (
-        "blank.tif: no tissue found (the slide looks like empty glass); "
-        "check the file, or use another tissue modality if it is not brightfield/fluorescence"
+        "blank.tif: no tissue found (the slide looks like empty glass at MPP 0.5); check the file and its "
+        "resolution, or force a detection method with --tissue-method (he, ihc, fluorescence)"
     )
-    assert _only(out) == set()
+    assert _only(out) == {"qc/blank.png", "qc/blank.json"}  # no tiling file, but a QC image saying why
+    summary = json.loads((out / "qc" / "blank.json").read_text())
+    assert summary["failure"] == str(err.value) and summary["kept"] == 0
 
 
 def test_image_smaller_than_a_tile(data_dir: Path, tmp_path: Path) -> None:
@@ -166,7 +169,7 @@ def _bad_inputs(folder: Path, cmu_slide: Path) -> dict[str, str]:
         "notes.svs": f"cannot open slide {folder / 'notes.svs'}: not a supported slide, or a truncated or corrupt file",
         "empty.ndpi": f"cannot open slide {folder / 'empty.ndpi'}: the file is empty (0 bytes)",
         "cut.svs": f"cannot open slide {folder / 'cut.svs'}: not a supported slide, or a truncated or corrupt file",
-        "glass.tif": "glass.tif: no tissue found (the slide looks like empty glass)",
+        "glass.tif": "glass.tif: no tissue found (the slide looks like empty glass at MPP 0.5)",
     }
 
 
@@ -181,7 +184,8 @@ def test_batch_goes_on_after_failures(cmu_slide: Path, tmp_path: Path) -> None:
     assert set(reasons) == set(bad)
     for name, start in bad.items():
         assert reasons[name].startswith(start)
-    assert _only(out) == {"good.h5", "qc/good.png"}
+    qc = {f"qc/{Path(n).stem}.{ext}" for n in [*bad, "good.svs"] for ext in ("png", "json")}
+    assert _only(out) == {"good.h5"} | qc  # every slide has a QC image, failed ones with the reason
     assert result.exit_code == 1
 
 
@@ -194,7 +198,7 @@ def test_cli_tile(cmu_slide: Path, tmp_path: Path) -> None:
     for name, start in bad.items():
         assert f"FAILED {tmp_path / 'in' / name}: {start}" in res.output
     assert res.output.rstrip().endswith(f"Tiling into {out}: 1 done, 0 already complete, 4 failed")
-    assert _only(out) == {"good.h5", "qc/good.png"}
+    assert {p for p in _only(out) if not p.startswith("qc/")} == {"good.h5"}
     assert load_coords(out / "good.h5")[1]["tile_size_um"] == 128.0
     again = runner.invoke(app, ["tile", str(tmp_path / "in" / "good.svs"), "--out", str(out), "--tile-um", "128"])
     assert again.exit_code == 0 and "0 done, 1 already complete, 0 failed" in again.output

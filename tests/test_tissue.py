@@ -17,10 +17,10 @@ from slidepredict.tiling.tissue import TissueParams, mask_from_rgb, tissue_mask
 @pytest.mark.parametrize(
     ("fixture", "mpp", "modality", "low", "high"),
     [
-        ("cmu_slide", None, "brightfield", 0.2, 0.5),
-        ("tcga_no_mpp_slide", 0.5, "brightfield", 0.5, 0.8),
+        ("cmu_slide", None, "he", 0.2, 0.5),
+        ("tcga_no_mpp_slide", 0.5, "he", 0.5, 0.8),
         ("ndpi_slide", None, "fluorescence", 0.3, 0.7),
-        ("ome_tiff_slide", None, "brightfield", 0.95, 1.0),
+        ("ome_tiff_slide", None, "he", 0.95, 1.0),
     ],
 )
 def test_default_settings_find_tissue_on_real_slides(request, fixture, mpp, modality, low, high) -> None:
@@ -37,8 +37,8 @@ def test_fluorescence_background_is_not_tissue(ndpi_slide: Path) -> None:
     """Near-black pixels have saturation ~1: saturation-Otsu would call the dark glass tissue."""
     with open_slide(ndpi_slide) as s:
         tm = tissue_mask(s)
-        forced = tissue_mask(s, TissueParams(modality="brightfield"))
-    assert forced.tissue_fraction > 0.9  # what a brightfield-only detector does on this slide
+        forced = tissue_mask(s, TissueParams(modality="he", pen_filter=False))
+    assert forced.tissue_fraction > 0.9  # what an H&E-only detector does on this slide
     brightness = tm.rgb.max(axis=2)
     assert np.median(brightness[~tm.mask]) * 3 < np.median(brightness[tm.mask])
 
@@ -59,8 +59,8 @@ def test_mask_matches_synthetic_ground_truth(width: int, height: int) -> None:
     rgb, truth, _ = render_he(np.random.default_rng(4), width, height, 0.5, look=SlideLook())
     um_per_px = 4.0 if width > 1000 else 2.0
     step = int(um_per_px / 0.5)
-    mask, modality = mask_from_rgb(rgb[::step, ::step], um_per_px)
-    assert modality == "brightfield"
+    mask, modality, _ = mask_from_rgb(rgb[::step, ::step], um_per_px)
+    assert modality == "he"
     assert _iou(mask, _resize_mask(truth, mask.shape)) > 0.85
 
 
@@ -73,12 +73,13 @@ def test_pen_ink_is_removed() -> None:
     pen = np.zeros(rgb.shape[:2], bool)
     pen[700:760, 200:1800] = pen[200:1400, 1000:1050] = pen[1300:1400, 300:500] = True
     step = 8  # 4 um/px
-    mask, _ = mask_from_rgb(inked[::step, ::step], 4.0)
+    mask, _, ink = mask_from_rgb(inked[::step, ::step], 4.0)
     assert not (mask & pen[::step, ::step]).any()
     margin = ndimage.distance_transform_edt(~pen[::step, ::step]) * 4.0 <= TissueParams().pen_margin_um + 4.0
     clean_truth = _resize_mask(truth, mask.shape) & ~margin
     assert (mask & clean_truth).sum() / clean_truth.sum() > 0.9  # the rest of the tissue stays
-    unfiltered, _ = mask_from_rgb(inked[::step, ::step], 4.0, TissueParams(pen_filter=False))
+    assert (ink & pen[::step, ::step]).sum() / pen[::step, ::step].sum() > 0.9  # the ink itself is found
+    unfiltered, _, _ = mask_from_rgb(inked[::step, ::step], 4.0, TissueParams(pen_filter=False))
     assert (unfiltered & pen[::step, ::step]).sum() > 100  # the filter is what removes it
 
 
@@ -107,12 +108,12 @@ def test_sizes_are_microns_not_pixels(tmp_path: Path, mpp: float) -> None:
 
 def test_unknown_modality() -> None:
     with pytest.raises(SlidePredictError) as err:
-        mask_from_rgb(np.zeros((8, 8, 3), np.uint8), 8.0, TissueParams(modality="ihc"))
-    assert str(err.value) == "unknown tissue modality 'ihc'; choose auto or one of brightfield, fluorescence"
+        mask_from_rgb(np.zeros((8, 8, 3), np.uint8), 8.0, TissueParams(modality="brightfield"))
+    assert str(err.value) == "unknown tissue method 'brightfield'; --tissue-method is one of auto, he, ihc, fluorescence"
 
 
 def test_empty_glass_has_no_tissue() -> None:
     rng = np.random.default_rng(1)
     glass = np.clip(240 + rng.normal(0, 3, (200, 200, 3)), 0, 255).astype(np.uint8)
-    mask, _ = mask_from_rgb(glass, 8.0)
+    mask, _, _ = mask_from_rgb(glass, 8.0)
     assert not mask.any()

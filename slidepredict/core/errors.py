@@ -16,7 +16,12 @@ class MPPError(SlideError):
 
 
 class NoTissueError(SlidePredictError):
-    """No tissue (or no usable tile) was found on a slide."""
+    """No tissue (or no usable tile) was found on a slide; carries what was found, for its QC image."""
+
+    def __init__(self, message: str, tissue: object = None, plan: object = None) -> None:
+        super().__init__(message)
+        self.tissue = tissue  # tiling.tissue.TissueMask, when the mask was computed
+        self.plan = plan  # tiling.grid.TilePlan, when tiles were planned (all dropped)
 
 
 class FeatureFileError(SlidePredictError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from slidepredict.core.settings import Settings, setting
 
 
@@ -16,4 +18,9 @@ class TilingSettings(Settings):
         0.8, "Drop tiles whose pixels are mostly glass-coloured (e.g. filled lumen holes).", gt=0, le=1)
     min_sharpness: float = setting(
         0.03, "Drop blurred tiles: mean |Laplacian| of grey at 8 um/px (real tissue 0.06-0.15; 0: off).", ge=0)
+    max_ink: float = setting(
+        0.05, "Drop tiles whose pixels are more than this share marker ink (red, green, blue, black).", ge=0, le=1)
+    tissue_method: Literal["auto", "he", "ihc", "fluorescence"] = setting(
+        "auto", "Tissue detection: he (saturation), ihc (optical density: pale counterstain, DAB), fluorescence "
+        "(bright on dark); auto picks one per slide.")
     qc: bool = setting(True, "Write a QC thumbnail per slide (mask outline + tile grid).")
