@@ -34,10 +34,24 @@ _UNIT_TO_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "nm": 1e-3
 
 
 def slide_stem(path: str | os.PathLike[str]) -> str:
-    """File name without its slide extension (``a.ome.tif`` -> ``a``); the key for every output file."""
-    name = Path(path).name
-    m = _DOUBLE_EXT.search(name)
-    return name[: m.start()] if m else Path(name).stem
+    """File name without its slide extension (``a.ome.tif`` -> ``a``); the key for every output file.
+
+    A DICOM WSI is a folder of ``.dcm`` instances (one per level), named by UIDs: its folder names it.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        return path.parent.name or path.stem
+    m = _DOUBLE_EXT.search(path.name)
+    return path.name[: m.start()] if m else path.stem
+
+
+def is_dicom(path: Path) -> bool:
+    """DICOM Part 10 files carry ``DICM`` after a 128-byte preamble, whatever their name."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def find_slides(inputs: list[str | os.PathLike[str]], required: bool = False) -> list[Path]:
@@ -49,8 +63,13 @@ def find_slides(inputs: list[str | os.PathLike[str]], required: bool = False) ->
     for item in inputs:
         p = Path(item)
         if p.is_dir():
+            series: set[Path] = set()  # a DICOM WSI's instances (one per level) are one slide: its folder's first
             for child in sorted(p.rglob("*")):
                 if child.is_file() and child.suffix.lower() in SLIDE_EXTENSIONS:
+                    if child.suffix.lower() == ".dcm":
+                        if child.parent in series:
+                            continue
+                        series.add(child.parent)
                     found[child] = None
         elif p.exists():
             found[p] = None
@@ -367,6 +386,15 @@ def _open_backend(path: Path) -> tuple[str, Any]:
         except Exception as exc:  # the libraries raise many types on malformed files
             errors.append(f"{name}: {exc.__class__.__name__}: {exc}".strip())
     detail = "; ".join(errors) if errors else "no reader recognises this format"
+    if path.is_file() and is_dicom(path):
+        import openslide
+
+        raise SlideError(
+            f"cannot open slide {path}: a DICOM file that OpenSlide {openslide.__library_version__} does not read as "
+            f"a whole-slide image ({detail}); it reads DICOM WSI (VL Whole Slide Microscopy Image) series whose "
+            "instances lie together in one folder with no other files; other DICOM files (a single frame, a "
+            "series split across folders) need converting, e.g. with wsidicomizer or bfconvert to OME-TIFF"
+        )
     raise SlideError(f"cannot open slide {path}: not a supported slide, or a truncated or corrupt file ({detail})")
 
 

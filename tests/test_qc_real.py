@@ -162,3 +162,7 @@ def test_qc_for_a_slide_with_dropped_tiles_and_for_a_failed_one(tmp_path: Path) 
     failed = json.loads((out / "qc" / "glass.json").read_text())
     assert failed["failure"].startswith("glass.png: no tissue found") and failed["kept"] == 0
     assert (out / "qc" / "glass.png").is_file() and not (out / "glass.h5").exists()
+    from slidepredict.report import build_report
+
+    html = build_report(tmp_path).read_text()  # the report lists both, the failure with its reason
+    assert "<td>tcga-green-pen.png</td><td>he</td>" in html and "glass.png: no tissue found" in html

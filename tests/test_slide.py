@@ -128,3 +128,28 @@ def test_find_slides(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SlideError) as err:
         find_slides([tmp_path], required=True)
     assert str(err.value).startswith(f"no slides found in {tmp_path} (looked for .svs .tif")
+
+
+def test_dicom_files_openslide_cannot_read_say_so(tmp_path: Path) -> None:
+    """A DICOM Part 10 file that is no WSI series gets a DICOM message, not 'truncated or corrupt'."""
+    import openslide
+
+    path = tmp_path / "scan" / "1.2.826.0.1.3680043.dcm"
+    path.parent.mkdir()
+    path.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x001.2\0" * 4)
+    with pytest.raises(SlideError) as err:
+        open_slide(path)
+    assert str(err.value).startswith(
+        f"cannot open slide {path}: a DICOM file that OpenSlide {openslide.__library_version__} does not read as a "
+        "whole-slide image (")
+    assert "need converting" in str(err.value) and "corrupt" not in str(err.value)
+
+
+def test_a_dicom_series_is_one_slide_named_by_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "case-7").mkdir()
+    for level in range(3):  # one instance per pyramid level, named by UIDs
+        (tmp_path / "case-7" / f"1.2.3.{level}.dcm").write_bytes(b"x")
+    (tmp_path / "other.svs").write_bytes(b"x")
+    found = find_slides([tmp_path])
+    assert [p.name for p in found] == ["1.2.3.0.dcm", "other.svs"]
+    assert slide_stem(found[0]) == "case-7"

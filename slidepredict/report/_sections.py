@@ -243,8 +243,22 @@ def _drawn_by(folder: Path) -> str:
 
 @register_section("qc")
 def qc_section(run_dir: Path, env: Any) -> Section | None:
+    """One line per slide (method, tissue area, tiles kept and dropped by reason, failure) and the QC images."""
+    from slidepredict.tiling.grid import DROP_REASONS as QC_REASONS
+
     pngs = [p for p in _files(run_dir, "*.png") if p.parent.name == "qc"]
     if not pngs:
         return None
+    rows = []
+    for p in pngs:
+        try:
+            q = json.loads(p.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            continue
+        dropped = q.get("dropped") or {}
+        rows.append([q.get("slide", p.stem), q.get("method", ""), f"{q['tissue_mm2']:.2f}" if "tissue_mm2" in q else "",
+                     str(q.get("kept", "")), *(str(dropped.get(r, "")) for r in QC_REASONS), q.get("failure") or ""])
     items = [{"name": p.stem, "href": _rel(p, run_dir), "uri": image_data_uri(p, THUMB_PX // 2), "geojson": []} for p in pngs[:200]]
-    return _rendered(env, "qc", "Tissue detection and tiling (QC)", "heatmaps.html", items=items)
+    columns = ["slide", "method", "tissue mm2", "tiles kept", *(f"dropped: {r}" for r in QC_REASONS), "failed"]
+    return _rendered(env, "qc", "Tissue detection and tiling (QC)", "qc.html", items=items, columns=columns, rows=rows)
+
