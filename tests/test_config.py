@@ -34,7 +34,7 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
     path = _write(tmp_path, {**BASE, "tiling": {"tile_mu": 256}})
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert str(err.value) == f"{path}: unknown key 'tiling.tile_mu' (allowed here: tile_um, tile_px, min_tissue, max_background, min_sharpness, qc)"
+    assert str(err.value) == f"{path}: unknown key 'tiling.tile_mu' (allowed here: tile_um, tile_px, min_tissue, max_background, min_sharpness, max_ink, tissue_method, qc)"
 
 
 def test_unknown_section(tmp_path: Path) -> None:

@@ -166,3 +166,20 @@ def test_qc_for_a_slide_with_dropped_tiles_and_for_a_failed_one(tmp_path: Path) 
 
     html = build_report(tmp_path).read_text()  # the report lists both, the failure with its reason
     assert "<td>tcga-green-pen.png</td><td>he</td>" in html and "glass.png: no tissue found" in html
+
+
+def test_an_implausible_tissue_size_names_the_mpp(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong MPP shows as tissue of an impossible size: too small for a slide, or wider than the glass."""
+    with caplog.at_level("WARNING", logger="slidepredict"):
+        with open_slide(QC / "tcga-red-pen.png", mpp=2.0) as slide:
+            _plan(slide, TilingSettings(tile_um=64.0, tile_px=64))
+    assert ("tcga-red-pen.png: the whole image spans 0.94 mm at MPP 2 (--mpp), implausible for a slide; check the "
+            "resolution (--mpp, --mpp-override)") in caplog.text
+    band = np.full((300, 2000, 3), 240, np.uint8)
+    band[100:200, 50:1950] = (200, 110, 170)
+    Image.fromarray(band).save(tmp_path / "wide.png")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="slidepredict"):
+        with open_slide(tmp_path / "wide.png", mpp=45.0) as slide:  # 0.45 um/px mistyped as 45
+            _plan(slide, TilingSettings(tile_um=2000.0, tile_px=64, min_sharpness=0))
+    assert "wide.png: the tissue spans 86 mm at MPP 45 (--mpp), implausible for a slide" in caplog.text

@@ -54,7 +54,7 @@ def test_config_error_from_a_command_is_one_line(tmp_path: Path, cmu_slide: Path
     res = runner.invoke(app, ["tile", "--config", str(cfg)])
     assert res.exit_code == 2
     assert res.output.strip() == (
-        f"Error: {cfg}: unknown key 'tiling.tile_size' (allowed here: tile_um, tile_px, min_tissue, max_background, min_sharpness, qc)"
+        f"Error: {cfg}: unknown key 'tiling.tile_size' (allowed here: tile_um, tile_px, min_tissue, max_background, min_sharpness, max_ink, tissue_method, qc)"
     )
     assert not (tmp_path / "run").exists()
 
