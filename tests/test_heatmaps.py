@@ -384,3 +384,30 @@ def test_slide_bounds_shift_the_qupath_exports_only(setup: dict, tmp_path: Path,
     r = pd.read_csv(folder / "tile-scores.csv").query("x == 256 and y == 384").iloc[0]
     cy, cx = int((r["y"] - 256 + TILE0 / 2) // scale), int((r["x"] - 128 + TILE0 / 2) // scale)
     assert data[0, cy, cx] == pytest.approx(r[CATS[0]], abs=1e-5)
+
+
+def test_continuous_target_maps_each_tiles_value_in_units(setup: dict, tmp_path: Path) -> None:
+    """A score model: tile-scores.csv and GeoJSON hold values in the target's units, the PNG a fixed colour scale."""
+    from slidepredict.heatmaps.overlay import map_title
+    from slidepredict.heatmaps.scores import value_range
+
+    head = create_mil("attention", DIM, 1)
+    meta = ModelMeta(model="attention", model_hparams=dict(head.hparams), target="SCORE", categories=[],
+                     features=SPEC.to_dict(), train_patients=["p1"], target_kind="continuous", target_scale=[5.0, 2.0])
+    model = save_checkpoint(tmp_path / "score.ckpt", head.state_dict(), meta, {})
+    root = setup["root"]
+    folder, = heatmaps(model, root / "slides", root / "features", tmp_path / "out", slides=["S0"], topk=0, thumb_px=256)
+    df = pd.read_csv(folder / "tile-scores.csv")
+    assert list(df.columns) == ["x", "y", "width", "height", "attention", "attention_raw", "SCORE"]
+    assert 1.0 < df.SCORE.mean() < 9.0 and df.SCORE.std() > 0  # units (mean 5, SD 2), not probabilities
+    info = json.loads((folder / "heatmaps.json").read_text())
+    assert set(info) >= {"value"} and "probabilities" not in info
+    assert (info["value"] - 5.0) / 2.0 == pytest.approx(
+        float(np.sum(df.attention_raw * (df.SCORE - 5.0) / 2.0)), abs=1e-4)  # attention-weighted tile values
+    assert (folder / "S0_heatmap_SCORE.png").is_file()
+    assert value_range([5.0, 2.0]) == (1.0, 9.0)
+    scores = TileScores(coords=np.zeros((1, 2), np.int64), size0=8, attention=np.ones(1), attention_raw=np.ones(1),
+                        class_scores=np.array([[4.0]]), categories=["SCORE"], target="SCORE", probs=np.array([4.25]),
+                        value_range=(1.0, 9.0))
+    assert map_title("S0", "SCORE", scores) == ("S0: each tile's own SCORE\nprediction SCORE = 4.25",
+                                                 "tile value of SCORE (1 to 9)")

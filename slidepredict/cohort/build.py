@@ -28,6 +28,7 @@ from slidepredict.featurefile import (
 )
 from slidepredict.slide import slide_stem
 from slidepredict.cohort.tables import integer_ids, read_table, require_columns
+from slidepredict.cohort.targets import encode_labels, strata
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Cohort:
     categories: list[str] = field(default_factory=list)
     labels: np.ndarray | None = None  # class index per patient, aligned with ``patients``
     drops: DropReport = field(default_factory=DropReport)
+    kind: str = "categorical"  # the target's type (cohort.targets.KINDS); continuous labels are float values
     groups: np.ndarray | None = None  # site/batch per patient (cohort.groups), kept on one side of every split
     group_name: str | None = None  # where ``groups`` came from: a clinical-table column, or tcga-site
 
@@ -95,8 +97,12 @@ class Cohort:
     def n_tiles(self, patient: str) -> int:
         return sum(s.n_tiles for s in self.slides[patient])
 
+    def strata(self) -> np.ndarray:
+        """What splits stratify by: class indices, or quantile bins of a continuous target."""
+        return strata(self.kind, self.labels)  # type: ignore[arg-type]
+
     def class_counts(self) -> dict[str, int]:
-        if self.labels is None:
+        if self.labels is None or self.kind != "categorical":
             return {}
         counts = np.bincount(self.labels, minlength=len(self.categories))
         return {c: int(n) for c, n in zip(self.categories, counts)}
@@ -277,11 +283,13 @@ def build_cohort(
     categories: Sequence[str] | None = None,
     patient_col: str = "PATIENT",
     filename_col: str = "FILENAME",
+    kind: str = "categorical",
 ) -> Cohort:
     """Join tables and feature files into a cohort; probes every file, reads no features.
 
     Without a clinical table (or target) the cohort is unlabelled (prediction only); without a
-    slide table every feature file is its own patient.
+    slide table every feature file is its own patient. ``kind`` is the target's type
+    (:mod:`slidepredict.cohort.targets`): a continuous target's labels are its float values.
     """
     if target is not None and clini_table is None:
         raise CohortError(f"target '{target}' needs a clinical table (--clini)")
@@ -293,7 +301,8 @@ def build_cohort(
     labels: dict[str, str | None] = dict.fromkeys(files)
     cats: list[str] = []
     if clini_table is not None:
-        labels, cats = _labels(Path(clini_table), target, patient_col, categories, set(files), listed, drops)
+        labels, cats = _labels(Path(clini_table), target, patient_col, None if kind != "categorical" else categories,
+                               set(files), listed, drops)
     probed = {p: probe_feature_file(p) for pat in labels for p in files[pat]}
     drops.add("feature files with no tiles", [str(p) for p, s in probed.items() if s.n_tiles == 0])
     files = {pat: [p for p in files[pat] if probed[p].n_tiles] for pat in labels}
@@ -305,12 +314,14 @@ def build_cohort(
             f"(features: {features_dir}); see the dropped rows above"
         )
     spec = common_spec([probed[p] for pat in patients for p in files[pat]])
+    values = None
+    if target is not None:
+        values, cats = encode_labels(kind, {p: labels[p] for p in patients}, cats, target, Path(clini_table))  # type: ignore[arg-type]
     cohort = Cohort(
         patients=patients,
         slides={pat: tuple(probed[p] for p in files[pat]) for pat in patients},
-        spec=spec, target=target, categories=cats, drops=drops,
-        labels=None if target is None else np.array([cats.index(labels[p]) for p in patients], dtype=np.int64),  # type: ignore[arg-type]
+        spec=spec, target=target, categories=cats, drops=drops, labels=values, kind=kind,
     )
     log.info("cohort: %d patients, %d slides%s", len(cohort), sum(map(len, cohort.slides.values())),
-             f", classes {cohort.class_counts()}" if target else "")
+             f", classes {cohort.class_counts()}" if cohort.class_counts() else "")
     return cohort

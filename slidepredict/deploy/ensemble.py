@@ -27,7 +27,7 @@ from slidepredict.layout import FOLD_PREFIX, MODEL_FILE, PREDS_FILE
 from slidepredict.stats import operating
 from slidepredict.stats.operating import OperatingPoint
 from slidepredict.stats.predictions import IN_TRAINING
-from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame
+from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame, values_frame
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ def load_deploy_cohort(
     cohort = build_cohort(
         features_dir, slide_table=slide_table, clini_table=clini, target=label_col,
         categories=meta.categories if label_col else None, patient_col=patient_col, filename_col=filename_col,
+        kind=meta.target_kind,
     )
     if label_col is not None:
         cohort = replace(cohort, target=meta.target)  # labels from --target, columns named as the model's target
@@ -164,12 +165,17 @@ def training_overlap(members: Sequence[Member], cohort: Cohort) -> dict[str, lis
 
 
 def ensemble_frame(frames: Sequence[Any], members: Sequence[Member], cohort: Cohort) -> Any:
-    """Mean of the members' class probabilities per patient; ``pred`` is the class with the highest mean."""
+    """Mean of the members' class probabilities per patient (``pred``: the class with the highest mean), or of
+    their predicted values for a continuous target."""
     meta = members[0].loaded.meta
-    cols = [f"{meta.target}_{c}" for c in meta.categories]
-    probs = np.mean([f[cols].to_numpy(dtype=np.float64) for f in frames], axis=0)
     truth = frames[0][meta.target].tolist() if meta.target in frames[0].columns else None
-    df = predictions_frame(cohort.patients, probs, list(meta.categories), meta.target, truth)
+    if meta.target_kind == "continuous":
+        values = np.mean([f["pred"].to_numpy(dtype=np.float64) for f in frames], axis=0)
+        df = values_frame(cohort.patients, values, meta.target, truth)
+    else:
+        cols = [f"{meta.target}_{c}" for c in meta.categories]
+        probs = np.mean([f[cols].to_numpy(dtype=np.float64) for f in frames], axis=0)
+        df = predictions_frame(cohort.patients, probs, list(meta.categories), meta.target, truth)
     df[MODEL_COL] = ENSEMBLE if len(members) > 1 else members[0].name
     seen = set().union(*(m.loaded.meta.patients for m in members))
     df[IN_TRAINING] = [p in seen for p in cohort.patients]

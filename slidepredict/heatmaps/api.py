@@ -138,7 +138,8 @@ def draw_slide(drawer: Drawer, slide_path: Path, features_path: Path, folder: Pa
                        channel_colours(names, scores.categories))
         return {"slide": str(slide_path), "patient": scores.patient, "mpp": float(slide.mpp), "n_tiles": int(len(scores.coords)),
                 "target": scores.target, "prediction": scores.prediction,
-                "probabilities": dict(zip(scores.categories, map(float, scores.probs))),
+                **({"value": float(scores.probs[0])} if scores.value_range else
+                   {"probabilities": dict(zip(scores.categories, map(float, scores.probs)))}),
                 "map_downsample": scale, "qupath_origin_level0": list(frame[0]), "drawn_by": drawer.provenance()}
 
 

@@ -63,7 +63,8 @@ def blend(thumb: np.ndarray, value_map: np.ndarray, cmap: str) -> np.ndarray:
 
 
 def draw_overlay(
-    thumb: np.ndarray, value_map: np.ndarray, path: Path, title: str, label: str, cmap: str
+    thumb: np.ndarray, value_map: np.ndarray, path: Path, title: str, label: str, cmap: str,
+    bar: tuple[float, float] = (0.0, 1.0),
 ) -> Path:
     """Thumbnail with the score map on top, a 0..1 colour bar and a two-line title, as a PNG.
 
@@ -85,8 +86,8 @@ def draw_overlay(
     fw, fh = fig.get_size_inches()
     fig.suptitle(title, fontsize=12, x=(w / dpi) / fw / 2, y=1 - 0.08 / fh, va="top")
     cax = fig.add_axes(((w / dpi + 0.25) / fw, 0.05, 0.2 / fw, (h / dpi) / fh - 0.1))
-    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), cax=cax)
-    bar.set_label(label, fontsize=11)
+    colorbar = fig.colorbar(ScalarMappable(Normalize(*bar), cmap), cax=cax)  # ``value_map`` is 0..1 over ``bar``
+    colorbar.set_label(label, fontsize=11)
     canvas.draw()
     page = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     page.paste(Image.fromarray(blend(thumb, value_map, cmap)), (0, page.height - h))
@@ -97,10 +98,13 @@ def draw_overlay(
 def map_title(slide: str, name: str, scores: TileScores) -> tuple[str, str]:
     """Title naming the map, the prediction and whether its model held the patient out; the colour-bar label."""
     who = f"patient {scores.patient}: " if scores.patient else ""
-    pred = f"{who}prediction {scores.target} = {scores.prediction} (p = {scores.confidence:.2f})"
+    pred = f"{who}prediction {scores.stated}"
     pred += f", {scores.drawer.describe()}" if scores.drawer is not None else ""
     if name == ATTENTION:
         return f"{slide}: attention\n{pred}", "attention (rank within slide, 1 = highest)"
+    if scores.value_range is not None:
+        lo, hi = scores.value_range
+        return f"{slide}: each tile's own {scores.target}\n{pred}", f"tile value of {scores.target} ({lo:.3g} to {hi:.3g})"
     return f"{slide}: tile scores for {scores.target} = {name}\n{pred}", f"tile score for {name}"
 
 
@@ -114,8 +118,12 @@ def write_overlays(
     for name, values in scores.maps().items():
         title, label = map_title(stem, name, scores)
         cmap = CMAPS[ATTENTION] if name == ATTENTION else CMAPS["class"]
+        bar = (0.0, 1.0)
+        if name != ATTENTION and scores.value_range is not None:  # units -> the fixed 0..1 colour scale
+            bar = lo, hi = scores.value_range
+            values = (np.asarray(values, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
         path = out_dir / f"{stem}_heatmap_{safe_name(name)}.png"
-        written.append(draw_overlay(thumb, gather(index, values), path, title, label, cmap))
+        written.append(draw_overlay(thumb, gather(index, values), path, title, label, cmap, bar))
     return written
 
 

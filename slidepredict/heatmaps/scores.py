@@ -39,17 +39,28 @@ class TileScores:
     probs: np.ndarray  # (C,) the slide's prediction, or its patient's when the slide table is known
     patient: str | None = None
     drawer: Drawer | None = None  # the model(s) behind every number here, and whether the patient was held out
+    value_range: tuple[float, float] | None = None  # continuous target: the colour scale (units); None: 0..1
 
     @property
     def prediction(self) -> str:
+        if self.value_range is not None:
+            return f"{float(self.probs[0]):.3g}"
         return self.categories[int(np.argmax(self.probs))]
 
     @property
     def confidence(self) -> float:
         return float(np.max(self.probs))
 
+    @property
+    def stated(self) -> str:
+        """``MSI = MSI-H (p = 0.83)`` or ``SCORE = 4.2``: the prediction as a title states it."""
+        if self.value_range is not None:
+            return f"{self.target} = {self.prediction}"
+        return f"{self.target} = {self.prediction} (p = {self.confidence:.2f})"
+
     def maps(self) -> dict[str, np.ndarray]:
-        """Name -> per-tile value in 0..1: one entry per class, plus attention (the overlay registry)."""
+        """Name -> per-tile value: one entry per class (0..1; a continuous target's value in its units, one entry),
+        plus attention (the overlay registry)."""
         out = {c: self.class_scores[:, j] for j, c in enumerate(self.categories)}
         out[ATTENTION] = self.attention
         return out
@@ -121,8 +132,16 @@ def score_slide(drawer: Drawer, bag: FeatureBag, slide_mpp: float) -> TileScores
     parts = [predict_bag(loaded, bag.features, where) for loaded in drawer.models]
     probs, att, tiles = (np.mean([np.asarray(p[i], dtype=np.float64) for p in parts], axis=0) for i in range(3))
     first = drawer.models[0]
+    continuous = first.meta.target_kind == "continuous"
     return TileScores(
         coords=np.asarray(bag.coords, dtype=np.int64), size0=tile_size_level0(bag.attrs, slide_mpp, source),
-        attention=rank_normalise(att), attention_raw=att, class_scores=tiles, categories=first.categories,
-        target=first.meta.target, probs=probs, drawer=drawer,
+        attention=rank_normalise(att), attention_raw=att, class_scores=tiles,
+        categories=[first.meta.target] if continuous else first.categories, target=first.meta.target, probs=probs,
+        drawer=drawer, value_range=value_range(first.meta.target_scale) if continuous else None,
     )
+
+
+def value_range(scale: list[float]) -> tuple[float, float]:
+    """The colour scale of a continuous target's maps: the training mean +- 2 SD, the same on every slide."""
+    mean, sd = scale
+    return mean - 2 * sd, mean + 2 * sd

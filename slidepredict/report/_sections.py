@@ -165,6 +165,21 @@ def deployment_section(run_dir: Path, env: Any) -> Section | None:
     return _rendered(env, "deployment", "Deployment", "deployment.html", blocks=blocks)
 
 
+def values_summary(df: Any) -> tuple[list[str], list[list[str]]]:
+    """A continuous target's figures: one row per target/group, CIs inline."""
+    from slidepredict.stats.regression import DISPLAY
+
+    columns = ["target", "group", "n", *(f"{name} (95% CI)" for name in DISPLAY.values())]
+    rows = []
+    for (target, group), g in df.groupby(["target", "group"], sort=False):
+        cells = [str(target), str(group), str(int(g["n"].iloc[0]))]
+        for metric in DISPLAY:
+            r = g[g["metric"] == metric]
+            cells.append(_fmt_ci(*r[["value", "ci_low", "ci_high"]].iloc[0]) if len(r) else "")
+        rows.append(cells)
+    return columns, rows
+
+
 @register_section("metrics")
 def metrics_section(run_dir: Path, env: Any) -> Section | None:
     import pandas as pd
@@ -175,7 +190,9 @@ def metrics_section(run_dir: Path, env: Any) -> Section | None:
     tables = []
     for f in files:
         df = pd.read_csv(f, dtype={"threshold": str})
-        if {"target", "class", "group", "metric", "value"} <= set(df.columns):
+        if {"target", "class", "group", "metric", "value"} <= set(df.columns) and (df["metric"] == "pearson_r").any():
+            columns, rows = values_summary(df)
+        elif {"target", "class", "group", "metric", "value"} <= set(df.columns):
             columns, rows = metrics_summary(df)
         else:
             columns, rows = list(df.columns), df.astype(str).values.tolist()

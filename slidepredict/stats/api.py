@@ -99,6 +99,41 @@ def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
     }
 
 
+def is_continuous(path: Path) -> bool:
+    """Whether a predictions file is a continuous target's (numeric predictions, no class columns)."""
+    from slidepredict.stats.regression import continuous_target
+
+    try:
+        head = pd.read_csv(path, nrows=50, dtype={"PATIENT": str})
+    except (OSError, ValueError, pd.errors.ParserError):
+        return False  # the categorical reader reports what is wrong with the file
+    return continuous_target(head) is not None
+
+
+def _publish_values(paths: list[Path], out_dir: Path, n_bootstrap: int, seed: int, ci: float,
+                    by: str | None) -> StatsResult:
+    """``compute_stats`` for continuous targets only: metrics.csv, a scatter per target, headlines."""
+    from slidepredict.stats.predictions import file_labels
+    from slidepredict.stats.regression import value_stats
+
+    existed = out_dir.exists()
+    check_writable(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=".stats-", dir=out_dir))
+    try:
+        table, plots, headlines = value_stats(paths, file_labels(paths), n_bootstrap, seed, ci, by, staging)
+        table.to_csv(staging / METRICS_CSV, index=False, float_format="%.6g")
+        final = _publish(out_dir, [staging / METRICS_CSV, *plots])
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for h in headlines.values():
+        log.info("%s: %s (n=%d, pooled)", h["target"], h["text"], h["n"])
+    return StatsResult(table=table, metrics_csv=final[0], plots=final[1:], confusion={}, headlines=headlines)
+
+
 def _check_options(n_bootstrap: int, ci: float) -> None:
     if n_bootstrap < 0:
         raise PredictionsError(f"--n-bootstrap must be 0 (no CIs) or more, got {n_bootstrap}.")
@@ -134,6 +169,14 @@ def compute_stats(
     figures of its own but is pooled.
     """
     _check_options(n_bootstrap, ci)
+    continuous = [Path(p) for p in pred_files if is_continuous(Path(p))]
+    pred_files = [Path(p) for p in pred_files if Path(p) not in continuous]
+    if not pred_files:
+        return _publish_values(continuous, Path(out_dir), n_bootstrap, seed, ci, by)
+    if continuous:
+        raise PredictionsError(
+            f"'{continuous[0]}' holds a continuous target's predictions and '{pred_files[0]}' a categorical one's; "
+            "evaluate them in separate runs.")
     by_target = load_all([Path(p) for p in pred_files], by)
     plans = []  # (fold groups, pooled group, classes to plot); all choices checked before any work
     for groups in by_target.values():

@@ -16,7 +16,7 @@ import numpy as np
 
 from slidepredict.cohort.build import Cohort
 from slidepredict.core.progress import track
-from slidepredict.training.predict import predictions_frame
+from slidepredict.training.predict import predictions_frame, values_frame
 
 # name -> how a patient's (tiles, dim) features become one vector
 POOLING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -33,13 +33,14 @@ def pooled_features(cohort: Cohort, pooling: str = DEFAULT) -> np.ndarray:
     return np.stack(rows).astype(np.float64)
 
 
-def fit_pooled(x: np.ndarray, y: np.ndarray) -> Any:
-    """Standardised features, L2-regularised logistic regression (sklearn's defaults, multinomial)."""
-    from sklearn.linear_model import LogisticRegression
+def fit_pooled(x: np.ndarray, y: np.ndarray, kind: str = "categorical") -> Any:
+    """Standardised features, then L2-regularised logistic regression (sklearn's defaults, multinomial), or
+    ridge regression for a continuous target."""
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000) if kind == "categorical" else Ridge()).fit(x, y)
 
 
 def fit_folds(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.ndarray) -> list[Any]:
@@ -50,7 +51,7 @@ def fit_folds(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.ndarray)
     fitted = []
     for split in splits:
         rows = [index[p] for p in split["train"]]
-        fitted.append(fit_pooled(x[rows], cohort.labels[rows]))
+        fitted.append(fit_pooled(x[rows], cohort.labels[rows], cohort.kind))
     return fitted
 
 
@@ -63,6 +64,12 @@ def held_out_frame(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.nda
     frames = []
     for k, (split, model) in enumerate(zip(splits, models)):
         test = [index[p] for p in split["test"]]
+        if cohort.kind == "continuous":
+            df = values_frame(split["test"], model.predict(x[test]), str(cohort.target),
+                              [float(v) for v in cohort.labels[test]])  # type: ignore[index]
+            df["fold"] = k
+            frames.append(df)
+            continue
         probs = np.zeros((len(test), len(cohort.categories)))
         probs[:, model.classes_] = model.predict_proba(x[test])
         truth = [cohort.categories[i] for i in cohort.labels[test]]  # type: ignore[index]
@@ -70,7 +77,7 @@ def held_out_frame(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.nda
         df["fold"] = k
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out["model"] = f"{pooling} + logistic regression"
+    out["model"] = f"{pooling} + {'logistic' if cohort.kind == 'categorical' else 'ridge'} regression"
     return out
 
 

@@ -39,12 +39,19 @@ class ModelMeta:
     best_step: int = -1
     monitor: str = ""  # the inner-validation score that chose the weights (lower is better)
     best_val_score: float = float("nan")
+    target_kind: str = "categorical"  # cohort.targets.KINDS; checkpoints before target types are categorical
+    target_scale: list[float] = field(default_factory=list)  # continuous: [mean, SD] the output is scaled back by
     slidepredict_version: str = __version__
     format: int = CHECKPOINT_FORMAT
 
     @property
     def spec(self) -> FeatureSpec:
         return FeatureSpec.from_dict(self.features)
+
+    @property
+    def n_outputs(self) -> int:
+        """Logits the head has: one per class, or one value for a continuous target."""
+        return 1 if self.target_kind == "continuous" else len(self.categories)
 
     @property
     def patients(self) -> set[str]:

@@ -79,7 +79,7 @@ class BagDataset(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         feats, coords = self._bag(index, seed)
-        label = -1 if self.cohort.labels is None else int(self.cohort.labels[index])
+        label = -1 if self.cohort.labels is None else self.cohort.labels[index].item()  # class index or value
         return {"feats": feats, "coords": coords, "label": label, "index": index}
 
 
@@ -96,7 +96,8 @@ def collate_bags(items: Sequence[dict[str, object]]) -> BagBatch:
         mask[i, :k] = True
         if coords is not None:
             coords[i, :k] = torch.from_numpy(it["coords"])  # type: ignore[arg-type]
-    labels = torch.tensor([it["label"] for it in items], dtype=torch.long)
+    values = [it["label"] for it in items]
+    labels = torch.tensor(values, dtype=torch.float32 if isinstance(values[0], float) else torch.long)
     index = torch.tensor([it["index"] for it in items], dtype=torch.long)
     return BagBatch(feats=feats, coords=coords, mask=mask, labels=labels, index=index)
 

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from slidepredict.core import jsonio
 from slidepredict.core.atomic import write_text_atomic
 from slidepredict.core.batch import check_writable
@@ -119,10 +121,11 @@ def crossval(
     write_text_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
     from slidepredict.stats import operating
 
-    operating.write(out_dir, operating.choose(
-        pooled, str(cohort.target), cohort.categories,
-        f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)",
-        target_sensitivity))
+    if cohort.kind == "categorical":  # a cut-off on class probabilities; a continuous prediction needs none
+        operating.write(out_dir, operating.choose(
+            pooled, str(cohort.target), cohort.categories,
+            f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)",
+            target_sensitivity))
     if baseline is not None:
         from slidepredict.training.baseline import baseline_crossval
 
@@ -145,10 +148,19 @@ def train_final(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSe
     return ckpt
 
 
+def score_name(categories: list[str]) -> str:
+    """What :func:`pooled_auroc` measures: AUROC for classes, Pearson r for a continuous target (no classes)."""
+    return "AUROC" if categories else "Pearson r"
+
+
 def pooled_auroc(preds: Any, target: str, categories: list[str]) -> float:
-    """Quick headline number for the CLI (macro one-vs-rest for multi-class); full statistics live in ``stats``."""
+    """Quick headline number for the CLI (macro one-vs-rest for multi-class; Pearson r for a continuous target);
+    full statistics live in ``stats``."""
     from sklearn.metrics import roc_auc_score
 
+    if not categories:
+        truth, pred = preds[target].astype(float), preds["pred"].astype(float)
+        return float(np.corrcoef(truth, pred)[0, 1]) if truth.std() > 0 and pred.std() > 0 else float("nan")
     y = preds[target].astype(str)
     if y.nunique() < 2:
         return float("nan")
@@ -165,11 +177,16 @@ def baseline_auroc(out_dir: Path, pooling: str, target: str) -> float | None:
     if not (baseline_dir(out_dir, pooling) / PREDS_FILE).is_file():
         return None
     categories = json.loads((out_dir / COHORT_FILE).read_text())["categories"]
-    preds = pd.read_csv(baseline_dir(out_dir, pooling) / PREDS_FILE, dtype={"PATIENT": str, target: str})
+    preds = pd.read_csv(baseline_dir(out_dir, pooling) / PREDS_FILE,
+                        dtype={"PATIENT": str, **({target: str} if categories else {})})
     return pooled_auroc(preds, target, categories)
 
 
 def baseline_note(out_dir: Path, pooling: str | None, target: str) -> str:
     """``"; mean-pool + logistic regression, same folds: AUROC 0.65"``, or "" when there is no baseline."""
     ref = baseline_auroc(out_dir, pooling, target) if pooling else None
-    return "" if ref is None else f"; {pooling} + logistic regression, same folds: AUROC {ref:.2f}"
+    if ref is None:
+        return ""
+    categories = json.loads((out_dir / COHORT_FILE).read_text())["categories"]
+    model = "logistic regression" if categories else "ridge regression"
+    return f"; {pooling} + {model}, same folds: {score_name(categories)} {ref:.2f}"

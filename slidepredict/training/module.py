@@ -18,7 +18,7 @@ class LitMIL(L.LightningModule):
     def __init__(
         self, model: str, in_dim: int, n_classes: int, model_hparams: dict[str, Any] | None = None,
         class_weights: list[float] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
-        feature_noise: float = 0.0,
+        feature_noise: float = 0.0, kind: str = "categorical",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -34,7 +34,11 @@ class LitMIL(L.LightningModule):
         if self.hparams.feature_noise > 0:  # in standard deviations of each feature: no bag is seen twice alike
             noise = torch.randn_like(batch.feats) * (self.hparams.feature_noise * self.head.feat_std)
             batch.feats = batch.feats + noise * batch.mask.unsqueeze(-1)
-        loss = self.head.loss(self(batch), batch.labels, batch.mask, self.class_weights)
+        out = self(batch)
+        if self.hparams.kind == "continuous":  # Huber on the standardised target: robust to a few odd values
+            loss = torch.nn.functional.huber_loss(out.logits[:, 0], batch.labels.float())
+        else:
+            loss = self.head.loss(out, batch.labels, batch.mask, self.class_weights)
         self.log("train_loss", loss, on_step=True, on_epoch=False, batch_size=len(batch.labels))
         return loss
 
@@ -53,6 +57,11 @@ class LitMIL(L.LightningModule):
         logits = torch.cat([v[0] for v in self._val])
         labels = torch.cat([v[1] for v in self._val])
         self._val.clear()
+        if self.hparams.kind == "continuous":  # mean squared error in SDs: 1 is predicting the training mean
+            mse = ((logits[:, 0].float() - labels.float()) ** 2).mean()
+            self.log("val_loss", mse, prog_bar=True)
+            self.log("val_mse", mse)
+            return
         loss = torch.nn.functional.cross_entropy(logits, labels, weight=self.class_weights)
         self.log("val_loss", loss, prog_bar=True)
         self.log("val_brier", weighted_brier(logits, labels, self.class_weights))

@@ -48,7 +48,7 @@ def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel
             f"{path}: this {meta.model} head was trained by slidepredict {meta.slidepredict_version}, "
             f"whose tile positions meant something else (no '{missing[0]}'); retrain it with this version"
         )
-    model = create_mil(meta.model, meta.spec.dim, len(meta.categories), **meta.model_hparams)
+    model = create_mil(meta.model, meta.spec.dim, meta.n_outputs, **meta.model_hparams)
     # Checkpoints from before feature standardisation carry no statistics: they saw raw features.
     model.load_state_dict({"feat_mean": model.feat_mean, "feat_std": model.feat_std, **state})
     return LoadedModel(model=model.eval().to(resolve_device(device)), meta=meta, path=Path(path))
@@ -64,6 +64,7 @@ def predict_bag(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One complete bag -> class probabilities (C,), attention (N,) summing to 1, per-tile class probabilities (N, C).
 
+    For a continuous target: the predicted value (1,) and each tile's own value (N, 1), in the target's units.
     ``coords`` are tile positions in microns (``Cohort.load_bag``, ``featurefile.positions_um``).
     Per-tile probabilities are the softmax of the head's per-tile logits: the model's verdict on
     a bag made of that tile alone.
@@ -75,6 +76,10 @@ def predict_bag(
     c = None if coords is None else torch.as_tensor(np.asarray(coords, dtype=np.float32), device=dev)[None]
     mask = torch.ones(1, x.shape[0], dtype=torch.bool, device=dev)
     out = loaded.model(x[None], c, mask)
+    if loaded.meta.target_kind == "continuous":  # the value, and each tile's own value, in the target's units
+        mean, sd = loaded.meta.target_scale
+        return ((out.logits[0] * sd + mean).cpu().numpy(), out.attention[0].cpu().numpy(),
+                (out.tile_scores[0] * sd + mean).cpu().numpy())
     probs = torch.softmax(out.logits[0], -1)
     tiles = torch.softmax(out.tile_scores[0], -1)
     return probs.cpu().numpy(), out.attention[0].cpu().numpy(), tiles.cpu().numpy()
@@ -96,16 +101,35 @@ def predictions_frame(patients: list[str], probs: np.ndarray, categories: list[s
 
 @torch.inference_mode()
 def predict_cohort(loaded: LoadedModel, cohort: Cohort, description: str = "predicting") -> Any:
-    """Complete-bag predictions for every patient; labels are included when the cohort has the model's target."""
+    """Complete-bag predictions for every patient; labels are included when the cohort has the model's target.
+
+    Categorical: class probabilities. Continuous: the predicted value in the target's units.
+    """
     loaded.check_features(cohort.spec, f"cohort {cohort.slides[cohort.patients[0]][0].path.parent}")
     loader = bag_loader(cohort, train=False)
     dev = _device(loaded)
-    probs = np.zeros((len(cohort), len(loaded.categories)), dtype=np.float64)
+    continuous = loaded.meta.target_kind == "continuous"
+    out_dim = 1 if continuous else len(loaded.categories)
+    outputs = np.zeros((len(cohort), out_dim), dtype=np.float64)
     for batch in track(loader, description, total=len(cohort)):
         coords = None if batch.coords is None else batch.coords.to(dev)
         out = loaded.model(batch.feats.to(dev), coords, batch.mask.to(dev))
-        probs[batch.index.numpy()] = torch.softmax(out.logits, -1).double().cpu().numpy()
-    truth = None
-    if cohort.labels is not None and cohort.target == loaded.meta.target:
-        truth = [cohort.categories[i] for i in cohort.labels]
-    return predictions_frame(cohort.patients, probs, loaded.categories, loaded.meta.target, truth)
+        outputs[batch.index.numpy()] = (out.logits if continuous else torch.softmax(out.logits, -1)).double().cpu().numpy()
+    same = cohort.labels is not None and cohort.target == loaded.meta.target
+    if continuous:
+        mean, sd = loaded.meta.target_scale
+        truth = [float(v) for v in cohort.labels] if same and cohort.kind == "continuous" else None  # type: ignore[union-attr]
+        return values_frame(cohort.patients, outputs[:, 0] * sd + mean, loaded.meta.target, truth)
+    truth = [cohort.categories[i] for i in cohort.labels] if same else None  # type: ignore[union-attr]
+    return predictions_frame(cohort.patients, outputs, loaded.categories, loaded.meta.target, truth)
+
+
+def values_frame(patients: list[str], values: np.ndarray, target: str, truth: list[float] | None) -> Any:
+    """``patient-preds.csv`` of a continuous target: PATIENT, <target> (true value), pred (predicted value)."""
+    import pandas as pd
+
+    df = pd.DataFrame({"PATIENT": patients})
+    if truth is not None:
+        df[target] = truth
+    df["pred"] = np.asarray(values, dtype=np.float64)
+    return df

@@ -63,6 +63,9 @@ class TrainingSettings(TrainSettings):
     categories: dict[str, list[str]] = setting(
         default_factory=dict, per_target=True,
         description="Classes per target, in this order (default: the sorted values found).")
+    target_type: dict[str, Literal["categorical", "continuous"]] = setting(
+        default_factory=dict, per_target=True,
+        description="Type per target: categorical (classes; the default) or continuous (a number, e.g. a score).")
     folds: int = setting(5, "Patient-level cross-validation folds.", ge=2)
     leave_group_out: bool = setting(
         False, "One fold per group of `group` (leave-one-site-out); the number of folds is then the number of groups.")

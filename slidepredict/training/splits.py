@@ -39,12 +39,12 @@ def make_splits(cohort: Cohort, folds: int, seed: int, leave_group_out: bool = F
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
 
     if cohort.groups is None:
-        parts = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(cohort.patients, cohort.labels)
+        parts = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(cohort.patients, cohort.strata())
     else:
         check_groups(cohort)
         n_groups = len(set(cohort.groups))
         if leave_group_out:
-            parts = LeaveOneGroupOut().split(cohort.patients, cohort.labels, cohort.groups)
+            parts = LeaveOneGroupOut().split(cohort.patients, cohort.strata(), cohort.groups)
         elif n_groups < folds:
             raise CohortError(
                 f"{folds} folds grouped by '{cohort.group_name}' need at least {folds} groups; target "
@@ -52,7 +52,7 @@ def make_splits(cohort: Cohort, folds: int, seed: int, leave_group_out: bool = F
             )
         else:
             parts = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(
-                cohort.patients, cohort.labels, cohort.groups)
+                cohort.patients, cohort.strata(), cohort.groups)
     out = []
     for train_idx, test_idx in parts:
         split = {"train": sorted(cohort.patients[i] for i in train_idx),
@@ -108,14 +108,14 @@ def inner_split(cohort: Cohort, val_fraction: float, seed: int) -> tuple[list[st
 
     if cohort.groups is not None and len(set(cohort.groups)) >= 2:
         k = min(len(set(cohort.groups)), max(2, round(1 / val_fraction)))
-        labels = np.asarray(cohort.labels)
+        labels = np.asarray(cohort.strata())
         for tr, va in StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
                 cohort.patients, labels, cohort.groups):
-            if len(set(labels[tr])) == len(set(labels[va])) == len(cohort.categories):
+            if len(set(labels[tr])) == len(set(labels[va])) == len(set(labels)):
                 return sorted(cohort.patients[i] for i in tr), sorted(cohort.patients[i] for i in va)
         log.warning("inner validation split: the %d groups of '%s' cannot hold every class on both sides; "
                     "split by patient instead (checkpoint choice may then see a site twice)",
                     len(set(cohort.groups)), cohort.group_name)
-    n_val = max(len(cohort.categories), int(round(val_fraction * len(cohort))))
-    train, val = train_test_split(cohort.patients, test_size=n_val, stratify=cohort.labels, random_state=seed)
+    n_val = max(len(cohort.categories) or 2, int(round(val_fraction * len(cohort))))
+    train, val = train_test_split(cohort.patients, test_size=n_val, stratify=cohort.strata(), random_state=seed)
     return sorted(train), sorted(val)

@@ -15,7 +15,7 @@ from slidepredict.cohort.groups import with_groups
 from slidepredict.core.settings import ALL_TARGETS, for_target
 from slidepredict.core.errors import ConfigError
 from slidepredict.layout import PREDS_FILE, fold_dir
-from slidepredict.training.folds import baseline_note, crossval, pooled_auroc, train_final
+from slidepredict.training.folds import baseline_note, crossval, pooled_auroc, score_name, train_final
 from slidepredict.training.settings import TrainingSettings
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ def run_targets(
     for target in dict.fromkeys(training.targets):
         labelled = build_cohort(features, cohort.slide_table, cohort.clini_table, target=target,
                                 categories=for_target(training.categories, target),
-                                patient_col=cohort.patient_col, filename_col=cohort.filename_col)
+                                patient_col=cohort.patient_col, filename_col=cohort.filename_col,
+                                kind=for_target(training.target_type, target) or "categorical")
         labelled = with_groups(labelled, training.group, cohort.clini_table, cohort.patient_col)
         if mode == "train":
             ckpt = train_final(labelled, out / target, training)
@@ -55,5 +56,6 @@ def run_targets(
             preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling,
                              target_sensitivity=training.target_sensitivity, leave_group_out=training.leave_group_out)
             auc = pooled_auroc(preds, target, labelled.categories)
-            yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled AUROC "
-                   f"{auc:.3f}{baseline_note(out / target, pooling, target)} -> {out / target / PREDS_FILE}")
+            yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled "
+                   f"{score_name(labelled.categories)} {auc:.3f}{baseline_note(out / target, pooling, target)} -> "
+                   f"{out / target / PREDS_FILE}")
