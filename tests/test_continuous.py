@@ -133,3 +133,12 @@ def test_report_shows_the_continuous_figures(crossval: dict, tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     html = build_report(crossval["root"]).read_text()
     assert "Pearson r (95% CI)" in html and "MAE (95% CI)" in html and "scatter-SCORE" in html
+
+
+def test_compare_says_it_does_not_take_continuous_targets_yet(crossval: dict, tmp_path: Path) -> None:
+    preds = crossval["cv"] / "patient-preds.csv"
+    res = runner.invoke(app, ["compare", str(preds), str(preds), "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 2 and not (tmp_path / "cmp").exists()
+    assert " ".join(res.output.split()).endswith(
+        f"Error: '{preds}' holds a continuous target's predictions; compare tests AUROC differences of categorical "
+        "targets (paired differences of r for continuous targets are not available yet).")
