@@ -141,4 +141,4 @@ def test_compare_says_it_does_not_take_continuous_targets_yet(crossval: dict, tm
     assert res.exit_code == 2 and not (tmp_path / "cmp").exists()
     assert " ".join(res.output.split()).endswith(
         f"Error: '{preds}' holds a continuous target's predictions; compare tests AUROC differences of categorical "
-        "targets (paired differences of r for continuous targets are not available yet).")
+        "targets (paired differences of r or C-index are not available yet).")

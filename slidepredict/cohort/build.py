@@ -28,7 +28,7 @@ from slidepredict.featurefile import (
 )
 from slidepredict.slide import slide_stem
 from slidepredict.cohort.tables import integer_ids, read_table, require_columns
-from slidepredict.cohort.targets import encode_labels, strata
+from slidepredict.cohort.targets import encode_labels, event_column, strata
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class Cohort:
     kind: str = "categorical"  # the target's type (cohort.targets.KINDS); continuous labels are float values
     groups: np.ndarray | None = None  # site/batch per patient (cohort.groups), kept on one side of every split
     group_name: str | None = None  # where ``groups`` came from: a clinical-table column, or tcga-site
+    survival_columns: tuple[str, str] | None = None  # survival: the (time, event) columns of the clinical table
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -148,6 +149,7 @@ class Cohort:
         """Plain-type overview for logs, JSON and the HTML report."""
         return {
             "target": self.target,
+            "kind": self.kind,
             "patients": len(self.patients),
             "slides": sum(len(v) for v in self.slides.values()),
             "tiles": int(sum(self.n_tiles(p) for p in self.patients)),
@@ -284,12 +286,15 @@ def build_cohort(
     patient_col: str = "PATIENT",
     filename_col: str = "FILENAME",
     kind: str = "categorical",
+    time_col: str | None = None,
+    event_col: str | None = None,
 ) -> Cohort:
     """Join tables and feature files into a cohort; probes every file, reads no features.
 
     Without a clinical table (or target) the cohort is unlabelled (prediction only); without a
     slide table every feature file is its own patient. ``kind`` is the target's type
-    (:mod:`slidepredict.cohort.targets`): a continuous target's labels are its float values.
+    (:mod:`slidepredict.cohort.targets`): a continuous target's labels are its float values; a
+    survival target (named ``target``) reads ``time_col`` (default: the target's name) and ``event_col``.
     """
     if target is not None and clini_table is None:
         raise CohortError(f"target '{target}' needs a clinical table (--clini)")
@@ -298,10 +303,12 @@ def build_cohort(
     if not index:
         raise CohortError(f"no .h5 feature files in {features_dir}; run `slidepredict extract` first")
     files, listed = _slide_files(None if slide_table is None else Path(slide_table), index, patient_col, filename_col, drops)
+    with_features = sorted(files)
     labels: dict[str, str | None] = dict.fromkeys(files)
     cats: list[str] = []
     if clini_table is not None:
-        labels, cats = _labels(Path(clini_table), target, patient_col, None if kind != "categorical" else categories,
+        column = (time_col or target) if kind == "survival" and target is not None else target
+        labels, cats = _labels(Path(clini_table), column, patient_col, None if kind != "categorical" else categories,
                                set(files), listed, drops)
     probed = {p: probe_feature_file(p) for pat in labels for p in files[pat]}
     drops.add("feature files with no tiles", [str(p) for p, s in probed.items() if s.n_tiles == 0])
@@ -316,11 +323,17 @@ def build_cohort(
     spec = common_spec([probed[p] for pat in patients for p in files[pat]])
     values = None
     if target is not None:
-        values, cats = encode_labels(kind, {p: labels[p] for p in patients}, cats, target, Path(clini_table))  # type: ignore[arg-type]
+        events = None
+        if kind == "survival":
+            events = event_column(Path(clini_table), patient_col, time_col or target, event_col,  # type: ignore[arg-type]
+                                  with_features)
+        values, cats = encode_labels(kind, {p: labels[p] for p in patients}, cats, time_col or target,  # type: ignore[arg-type]
+                                     Path(clini_table), events)  # type: ignore[arg-type]
     cohort = Cohort(
         patients=patients,
         slides={pat: tuple(probed[p] for p in files[pat]) for pat in patients},
         spec=spec, target=target, categories=cats, drops=drops, labels=values, kind=kind,
+        survival_columns=(time_col or target, event_col) if kind == "survival" and target else None,  # type: ignore[arg-type]
     )
     log.info("cohort: %d patients, %d slides%s", len(cohort), sum(map(len, cohort.slides.values())),
              f", classes {cohort.class_counts()}" if cohort.class_counts() else "")

@@ -27,7 +27,9 @@ from slidepredict.layout import FOLD_PREFIX, MODEL_FILE, PREDS_FILE
 from slidepredict.stats import operating
 from slidepredict.stats.operating import OperatingPoint
 from slidepredict.stats.predictions import IN_TRAINING
-from slidepredict.training.predict import LoadedModel, load_model, predict_cohort, predictions_frame, values_frame
+from slidepredict.training.predict import (
+    RISK, LoadedModel, load_model, predict_cohort, predictions_frame, risk_frame, values_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +138,11 @@ def load_deploy_cohort(
     """The cohort, labelled with the models' classes when a clinical table is given; features checked against every model."""
     meta = members[0].loaded.meta
     label_col = None if clini is None else (target or meta.target)
+    time_col, event_col = meta.survival_columns or (None, None)  # survival: the training cohort's column names
     cohort = build_cohort(
         features_dir, slide_table=slide_table, clini_table=clini, target=label_col,
         categories=meta.categories if label_col else None, patient_col=patient_col, filename_col=filename_col,
-        kind=meta.target_kind,
+        kind=meta.target_kind, time_col=time_col, event_col=event_col,
     )
     if label_col is not None:
         cohort = replace(cohort, target=meta.target)  # labels from --target, columns named as the model's target
@@ -169,7 +172,10 @@ def ensemble_frame(frames: Sequence[Any], members: Sequence[Member], cohort: Coh
     their predicted values for a continuous target."""
     meta = members[0].loaded.meta
     truth = frames[0][meta.target].tolist() if meta.target in frames[0].columns else None
-    if meta.target_kind == "continuous":
+    if meta.target_kind == "survival":
+        risk = np.mean([f[RISK].to_numpy(dtype=np.float64) for f in frames], axis=0)
+        df = risk_frame(cohort.patients, risk, meta.target, cohort.labels if f"{meta.target}_time" in frames[0] else None)
+    elif meta.target_kind == "continuous":
         values = np.mean([f["pred"].to_numpy(dtype=np.float64) for f in frames], axis=0)
         df = values_frame(cohort.patients, values, meta.target, truth)
     else:

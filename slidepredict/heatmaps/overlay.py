@@ -104,7 +104,8 @@ def map_title(slide: str, name: str, scores: TileScores) -> tuple[str, str]:
         return f"{slide}: attention\n{pred}", "attention (rank within slide, 1 = highest)"
     if scores.value_range is not None:
         lo, hi = scores.value_range
-        return f"{slide}: each tile's own {scores.target}\n{pred}", f"tile value of {scores.target} ({lo:.3g} to {hi:.3g})"
+        what = f"{scores.target} {scores.measure}" if scores.measure == "risk" else scores.target
+        return f"{slide}: each tile's own {what}\n{pred}", f"tile {scores.measure} of {scores.target} ({lo:.3g} to {hi:.3g})"
     return f"{slide}: tile scores for {scores.target} = {name}\n{pred}", f"tile score for {name}"
 
 

@@ -39,7 +39,8 @@ class TileScores:
     probs: np.ndarray  # (C,) the slide's prediction, or its patient's when the slide table is known
     patient: str | None = None
     drawer: Drawer | None = None  # the model(s) behind every number here, and whether the patient was held out
-    value_range: tuple[float, float] | None = None  # continuous target: the colour scale (units); None: 0..1
+    value_range: tuple[float, float] | None = None  # continuous/survival: the colour scale; None: 0..1
+    measure: str = "value"  # what a one-output model predicts: a value, or a survival risk
 
     @property
     def prediction(self) -> str:
@@ -55,7 +56,8 @@ class TileScores:
     def stated(self) -> str:
         """``MSI = MSI-H (p = 0.83)`` or ``SCORE = 4.2``: the prediction as a title states it."""
         if self.value_range is not None:
-            return f"{self.target} = {self.prediction}"
+            return f"{self.target} {self.measure} = {self.prediction}" if self.measure == "risk" else \
+                f"{self.target} = {self.prediction}"
         return f"{self.target} = {self.prediction} (p = {self.confidence:.2f})"
 
     def maps(self) -> dict[str, np.ndarray]:
@@ -132,16 +134,19 @@ def score_slide(drawer: Drawer, bag: FeatureBag, slide_mpp: float) -> TileScores
     parts = [predict_bag(loaded, bag.features, where) for loaded in drawer.models]
     probs, att, tiles = (np.mean([np.asarray(p[i], dtype=np.float64) for p in parts], axis=0) for i in range(3))
     first = drawer.models[0]
-    continuous = first.meta.target_kind == "continuous"
+    kind = first.meta.target_kind
+    continuous = kind != "categorical"  # one output: a value in the target's units, or a survival risk
     return TileScores(
         coords=np.asarray(bag.coords, dtype=np.int64), size0=tile_size_level0(bag.attrs, slide_mpp, source),
         attention=rank_normalise(att), attention_raw=att, class_scores=tiles,
         categories=[first.meta.target] if continuous else first.categories, target=first.meta.target, probs=probs,
         drawer=drawer, value_range=value_range(first.meta.target_scale) if continuous else None,
+        measure="risk" if kind == "survival" else "value",
     )
 
 
 def value_range(scale: list[float]) -> tuple[float, float]:
-    """The colour scale of a continuous target's maps: the training mean +- 2 SD, the same on every slide."""
+    """The colour scale of a continuous target's (or a survival risk's) maps: the training mean +- 2 SD, the same on
+    every slide."""
     mean, sd = scale
     return mean - 2 * sd, mean + 2 * sd

@@ -99,28 +99,42 @@ def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
     }
 
 
-def is_continuous(path: Path) -> bool:
-    """Whether a predictions file is a continuous target's (numeric predictions, no class columns)."""
+def file_kind(path: Path) -> str:
+    """``categorical``, ``continuous`` or ``survival``: what a predictions file's columns say it holds."""
     from slidepredict.stats.regression import continuous_target
+    from slidepredict.stats.survival import survival_target
 
     try:
         head = pd.read_csv(path, nrows=50, dtype={"PATIENT": str})
     except (OSError, ValueError, pd.errors.ParserError):
-        return False  # the categorical reader reports what is wrong with the file
-    return continuous_target(head) is not None
+        return "categorical"  # the categorical reader reports what is wrong with the file
+    if survival_target(head) is not None:
+        return "survival"
+    return "continuous" if continuous_target(head) is not None else "categorical"
 
 
-def _publish_values(paths: list[Path], out_dir: Path, n_bootstrap: int, seed: int, ci: float,
-                    by: str | None) -> StatsResult:
-    """``compute_stats`` for continuous targets only: metrics.csv, a scatter per target, headlines."""
+def is_continuous(path: Path) -> bool:
+    """Whether a predictions file is a continuous target's (numeric predictions, no class columns)."""
+    return file_kind(path) == "continuous"
+
+
+def _publish_other(kind: str, paths: list[Path], out_dir: Path, n_bootstrap: int, seed: int, ci: float,
+                   by: str | None, carried: Mapping[str, Mapping[str, float]] | None) -> StatsResult:
+    """``compute_stats`` for continuous or survival targets: metrics.csv, a scatter or KM plot per target."""
     from slidepredict.stats.predictions import file_labels
     from slidepredict.stats.regression import value_stats
+    from slidepredict.stats.survival import survival_stats
 
     existed = out_dir.exists()
     check_writable(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=".stats-", dir=out_dir))
     try:
-        table, plots, headlines = value_stats(paths, file_labels(paths), n_bootstrap, seed, ci, by, staging)
+        labels = file_labels(paths)
+        if kind == "survival":
+            table, plots, headlines = survival_stats(paths, labels, n_bootstrap, seed, ci, by, staging,
+                                                     {k: dict(v) for k, v in (carried or {}).items()})
+        else:
+            table, plots, headlines = value_stats(paths, labels, n_bootstrap, seed, ci, by, staging)
         table.to_csv(staging / METRICS_CSV, index=False, float_format="%.6g")
         final = _publish(out_dir, [staging / METRICS_CSV, *plots])
     except BaseException:
@@ -130,7 +144,7 @@ def _publish_values(paths: list[Path], out_dir: Path, n_bootstrap: int, seed: in
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for h in headlines.values():
-        log.info("%s: %s (n=%d, pooled)", h["target"], h["text"], h["n"])
+        log.info("%s: %s (n=%d, pooled)%s", h["target"], h["text"], h["n"], h["carried_text"])
     return StatsResult(table=table, metrics_csv=final[0], plots=final[1:], confusion={}, headlines=headlines)
 
 
@@ -169,14 +183,14 @@ def compute_stats(
     figures of its own but is pooled.
     """
     _check_options(n_bootstrap, ci)
-    continuous = [Path(p) for p in pred_files if is_continuous(Path(p))]
-    pred_files = [Path(p) for p in pred_files if Path(p) not in continuous]
-    if not pred_files:
-        return _publish_values(continuous, Path(out_dir), n_bootstrap, seed, ci, by)
-    if continuous:
-        raise PredictionsError(
-            f"'{continuous[0]}' holds a continuous target's predictions and '{pred_files[0]}' a categorical one's; "
-            "evaluate them in separate runs.")
+    kinds = {Path(p): file_kind(Path(p)) for p in pred_files}
+    if len(set(kinds.values())) > 1:
+        (first, k1), (other, k2) = next(iter(kinds.items())), next((p, k) for p, k in kinds.items() if k != kinds[Path(pred_files[0])])
+        raise PredictionsError(f"'{first}' holds a {k1} target's predictions and '{other}' a {k2} one's; "
+                               "evaluate them in separate runs.")
+    kind = next(iter(kinds.values()), "categorical")
+    if kind != "categorical":
+        return _publish_other(kind, [Path(p) for p in pred_files], Path(out_dir), n_bootstrap, seed, ci, by, carried)
     by_target = load_all([Path(p) for p in pred_files], by)
     plans = []  # (fold groups, pooled group, classes to plot); all choices checked before any work
     for groups in by_target.values():

@@ -97,13 +97,13 @@ def _aligned(paths: list[Path]) -> list[Model]:
     """Every file, checked to score the same patients with the same labels and classes, in one order."""
     if len(paths) < 2:
         raise PredictionsError("compare needs at least two predictions files (one per model).")
-    from slidepredict.stats.api import is_continuous
+    from slidepredict.stats.api import file_kind
 
-    continuous = next((p for p in paths if is_continuous(p)), None)
-    if continuous is not None:
+    other = next(((p, k) for p in paths if (k := file_kind(Path(p))) != "categorical"), None)
+    if other is not None:
         raise PredictionsError(
-            f"'{continuous}' holds a continuous target's predictions; compare tests AUROC differences of "
-            "categorical targets (paired differences of r for continuous targets are not available yet).")
+            f"'{other[0]}' holds a {other[1]} target's predictions; compare tests AUROC differences of "
+            "categorical targets (paired differences of r or C-index are not available yet).")
     labels = [lab or Path(p).parent.name or Path(p).stem for lab, p in zip(file_labels(paths), paths)]
     models = [Model(lab, _whole_file(Path(p), lab)) for lab, p in zip(labels, paths)]
     ref = models[0].preds

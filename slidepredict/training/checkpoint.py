@@ -41,6 +41,7 @@ class ModelMeta:
     best_val_score: float = float("nan")
     target_kind: str = "categorical"  # cohort.targets.KINDS; checkpoints before target types are categorical
     target_scale: list[float] = field(default_factory=list)  # continuous: [mean, SD] the output is scaled back by
+    survival_columns: list[str] = field(default_factory=list)  # survival: the (time, event) columns trained on
     slidepredict_version: str = __version__
     format: int = CHECKPOINT_FORMAT
 
@@ -51,7 +52,7 @@ class ModelMeta:
     @property
     def n_outputs(self) -> int:
         """Logits the head has: one per class, or one value for a continuous target."""
-        return 1 if self.target_kind == "continuous" else len(self.categories)
+        return len(self.categories) if self.target_kind == "categorical" else 1
 
     @property
     def patients(self) -> set[str]:

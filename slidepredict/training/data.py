@@ -28,8 +28,9 @@ class BagBatch:
 class EpochSampler(Sampler[tuple[int, int]]):
     """Yields (bag index, sampling seed); each pass over it is a new, reproducible epoch."""
 
-    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
+    def __init__(self, n: int, shuffle: bool, seed: int, spread: np.ndarray | None = None) -> None:
         self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+        self.spread = spread  # survival: event patients, spaced evenly through each shuffled epoch
 
     def __len__(self) -> int:
         return self.n
@@ -39,6 +40,12 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch += 1
         order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         seeds = rng.integers(0, 2**31 - 1, size=self.n)
+        if self.shuffle and self.spread is not None:  # the k-th of E events sits at (k + u) / E of the epoch
+            key = np.empty(self.n)
+            for group in (self.spread[order], ~self.spread[order]):
+                m = int(group.sum())
+                key[group] = (np.arange(m) + rng.random()) / max(m, 1)
+            order = order[np.argsort(key, kind="stable")]
         yield from zip(order.tolist(), seeds.tolist())
 
 
@@ -79,7 +86,8 @@ class BagDataset(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         feats, coords = self._bag(index, seed)
-        label = -1 if self.cohort.labels is None else self.cohort.labels[index].item()  # class index or value
+        labels = self.cohort.labels
+        label = -1 if labels is None else labels[index].tolist() if labels.ndim > 1 else labels[index].item()
         return {"feats": feats, "coords": coords, "label": label, "index": index}
 
 
@@ -97,7 +105,7 @@ def collate_bags(items: Sequence[dict[str, object]]) -> BagBatch:
         if coords is not None:
             coords[i, :k] = torch.from_numpy(it["coords"])  # type: ignore[arg-type]
     values = [it["label"] for it in items]
-    labels = torch.tensor(values, dtype=torch.float32 if isinstance(values[0], float) else torch.long)
+    labels = torch.tensor(values, dtype=torch.float32 if isinstance(values[0], (float, list)) else torch.long)
     index = torch.tensor([it["index"] for it in items], dtype=torch.long)
     return BagBatch(feats=feats, coords=coords, mask=mask, labels=labels, index=index)
 
@@ -110,7 +118,8 @@ def bag_loader(
     return DataLoader(
         BagDataset(cohort, bag_size if train else None),
         batch_size=batch_size if train else 1,
-        sampler=EpochSampler(len(cohort), shuffle=train, seed=seed),
+        sampler=EpochSampler(len(cohort), shuffle=train, seed=seed,
+                             spread=cohort.labels[:, 1] > 0 if cohort.kind == "survival" else None),  # type: ignore[index]
         collate_fn=collate_bags,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

@@ -22,16 +22,25 @@ from slidepredict.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 # What early stopping, the best weights and the choice of start watch, per target type (module.py says why).
-MONITORS = {"categorical": "val_brier", "continuous": "val_mse"}
+MONITORS = {"categorical": "val_brier", "continuous": "val_mse", "survival": "val_discordance"}
 MONITOR = MONITORS["categorical"]
 # A constant prediction's score: K classes; for a continuous target standardised on the training split, ~1.
-CHANCE = {"val_brier": lambda k: 1.0 - 1.0 / k, "val_loss": np.log, "val_mse": lambda k: 1.0}
+# Survival: 1 - Harrell's C on the inner validation split; a constant risk orders no pair, 0.5.
+CHANCE = {"val_brier": lambda k: 1.0 - 1.0 / k, "val_loss": np.log, "val_mse": lambda k: 1.0,
+          "val_discordance": lambda k: 0.5}
 
 
 def check_trainable(cohort: Cohort, min_per_class: int = 2, why: str = "for the inner validation split") -> None:
     """A labelled cohort with at least two classes, each with ``min_per_class`` patients."""
     if cohort.labels is None or cohort.target is None:
         raise CohortError("training needs a target column (--target) and a clinical table (--clini)")
+    if cohort.kind == "survival":
+        events = int(cohort.labels[:, 1].sum())  # type: ignore[index]
+        if events < 2 * min_per_class:
+            raise CohortError(
+                f"survival target '{cohort.target}' has {events} event{'s' if events != 1 else ''} among "
+                f"{len(cohort)} patients ({len(cohort) - events} censored); at least {2 * min_per_class} are needed {why}")
+        return
     if cohort.kind == "continuous":
         if len(cohort) < 2 * min_per_class or float(np.ptp(cohort.labels)) == 0.0:
             value = f"all {len(cohort)} patients have {cohort.labels[0]:g}" if len(cohort) else "no patients"
@@ -205,6 +214,13 @@ def fit(
         categories=list(cohort.categories), features=cohort.spec.to_dict(), train_patients=train_ids,
         val_patients=val_ids, train_config=config.model_dump(mode="json"), best_step=keep.best_step,
         monitor=monitor, best_val_score=keep.best_score, target_kind=cohort.kind, target_scale=scale,
+        survival_columns=list(cohort.survival_columns or ()),
     )
     save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))
+    if cohort.kind == "survival":  # record the training risks' spread: the heatmaps' fixed colour scale
+        from slidepredict.training.predict import predict_cohort
+
+        risks = predict_cohort(load_model(ckpt_path), cohort.subset(train_ids), description="training risks")["risk"]
+        meta = replace(meta, target_scale=[float(risks.mean()), float(risks.std()) or 1.0])
+        save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))
     return load_model(ckpt_path)

@@ -121,12 +121,15 @@ def crossval(
     write_text_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
     from slidepredict.stats import operating
 
+    chosen_on = f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)"
     if cohort.kind == "categorical":  # a cut-off on class probabilities; a continuous prediction needs none
-        operating.write(out_dir, operating.choose(
-            pooled, str(cohort.target), cohort.categories,
-            f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)",
-            target_sensitivity))
-    if baseline is not None:
+        operating.write(out_dir, operating.choose(pooled, str(cohort.target), cohort.categories, chosen_on,
+                                                  target_sensitivity))
+    elif cohort.kind == "survival":  # high- and low-risk groups split where the training cohort's risks split
+        operating.write(out_dir, operating.OperatingPoint(
+            target=str(cohort.target), thresholds={"risk": float(pooled["risk"].median())},
+            rule="median risk", chosen_on=chosen_on, n_patients=len(pooled)))
+    if baseline is not None and cohort.kind != "survival":
         from slidepredict.training.baseline import baseline_crossval
 
         ref = baseline_crossval(cohort, splits, baseline)
@@ -148,16 +151,20 @@ def train_final(cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSe
     return ckpt
 
 
-def score_name(categories: list[str]) -> str:
-    """What :func:`pooled_auroc` measures: AUROC for classes, Pearson r for a continuous target (no classes)."""
-    return "AUROC" if categories else "Pearson r"
+def score_name(categories: list[str], kind: str = "categorical") -> str:
+    """What :func:`pooled_auroc` measures: AUROC for classes, Pearson r for a continuous target, C for survival."""
+    return {"categorical": "AUROC", "continuous": "Pearson r", "survival": "C-index"}[kind if not categories else "categorical"]
 
 
-def pooled_auroc(preds: Any, target: str, categories: list[str]) -> float:
-    """Quick headline number for the CLI (macro one-vs-rest for multi-class; Pearson r for a continuous target);
-    full statistics live in ``stats``."""
+def pooled_auroc(preds: Any, target: str, categories: list[str], kind: str = "categorical") -> float:
+    """Quick headline number for the CLI (macro one-vs-rest for multi-class; Pearson r for a continuous target;
+    Harrell's C for survival); full statistics live in ``stats``."""
     from sklearn.metrics import roc_auc_score
 
+    if kind == "survival":
+        from lifelines.utils import concordance_index
+
+        return float(concordance_index(preds[f"{target}_time"], -preds["risk"], preds[f"{target}_event"]))
     if not categories:
         truth, pred = preds[target].astype(float), preds["pred"].astype(float)
         return float(np.corrcoef(truth, pred)[0, 1]) if truth.std() > 0 and pred.std() > 0 else float("nan")
@@ -176,10 +183,11 @@ def baseline_auroc(out_dir: Path, pooling: str, target: str) -> float | None:
 
     if not (baseline_dir(out_dir, pooling) / PREDS_FILE).is_file():
         return None
-    categories = json.loads((out_dir / COHORT_FILE).read_text())["categories"]
+    summary = json.loads((out_dir / COHORT_FILE).read_text())
+    categories = summary["categories"]
     preds = pd.read_csv(baseline_dir(out_dir, pooling) / PREDS_FILE,
                         dtype={"PATIENT": str, **({target: str} if categories else {})})
-    return pooled_auroc(preds, target, categories)
+    return pooled_auroc(preds, target, categories, summary.get("kind", "categorical"))
 
 
 def baseline_note(out_dir: Path, pooling: str | None, target: str) -> str:
@@ -187,6 +195,7 @@ def baseline_note(out_dir: Path, pooling: str | None, target: str) -> str:
     ref = baseline_auroc(out_dir, pooling, target) if pooling else None
     if ref is None:
         return ""
-    categories = json.loads((out_dir / COHORT_FILE).read_text())["categories"]
+    summary = json.loads((out_dir / COHORT_FILE).read_text())
+    categories = summary["categories"]
     model = "logistic regression" if categories else "ridge regression"
-    return f"; {pooling} + {model}, same folds: {score_name(categories)} {ref:.2f}"
+    return f"; {pooling} + {model}, same folds: {score_name(categories, summary.get('kind', 'categorical'))} {ref:.2f}"

@@ -37,6 +37,8 @@ class LitMIL(L.LightningModule):
         out = self(batch)
         if self.hparams.kind == "continuous":  # Huber on the standardised target: robust to a few odd values
             loss = torch.nn.functional.huber_loss(out.logits[:, 0], batch.labels.float())
+        elif self.hparams.kind == "survival":
+            loss = cox_loss(out.logits[:, 0], batch.labels[:, 0], batch.labels[:, 1])
         else:
             loss = self.head.loss(out, batch.labels, batch.mask, self.class_weights)
         self.log("train_loss", loss, on_step=True, on_epoch=False, batch_size=len(batch.labels))
@@ -57,6 +59,14 @@ class LitMIL(L.LightningModule):
         logits = torch.cat([v[0] for v in self._val])
         labels = torch.cat([v[1] for v in self._val])
         self._val.clear()
+        if self.hparams.kind == "survival":  # 1 - Harrell's C: 0.5 for a constant risk, 0 for a perfect order
+            from lifelines.utils import concordance_index
+
+            t, e = labels[:, 0].cpu().numpy(), labels[:, 1].cpu().numpy()
+            c = concordance_index(t, -logits[:, 0].float().cpu().numpy(), e) if e.sum() > 0 else 0.5
+            self.log("val_loss", 1.0 - c, prog_bar=True)
+            self.log("val_discordance", 1.0 - c)
+            return
         if self.hparams.kind == "continuous":  # mean squared error in SDs: 1 is predicting the training mean
             mse = ((logits[:, 0].float() - labels.float()) ** 2).mean()
             self.log("val_loss", mse, prog_bar=True)
@@ -72,6 +82,21 @@ class LitMIL(L.LightningModule):
             opt, max_lr=self.hparams.lr, total_steps=max(1, int(self.trainer.estimated_stepping_batches))
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
+    """Negative Cox partial log-likelihood of a batch (Breslow ties), per event; 0 for a batch without events.
+
+    Each event patient's risk is compared with everyone in the batch still at risk at its time.
+    The training sampler spreads event patients over the batches, so every batch holds some.
+    """
+    risk, time, event = risk.float(), time.float(), event.float()
+    at_risk = (time[None, :] >= time[:, None]).float()  # row i: who is still at risk at patient i's time
+    log_denominator = torch.logsumexp(risk[None, :] + torch.log(at_risk.clamp_min(1e-38)), dim=1)
+    n_events = event.sum()
+    if n_events == 0:
+        return risk.sum() * 0.0
+    return -((risk - log_denominator) * event).sum() / n_events
 
 
 def weighted_brier(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

@@ -108,7 +108,8 @@ def predict_cohort(loaded: LoadedModel, cohort: Cohort, description: str = "pred
     loaded.check_features(cohort.spec, f"cohort {cohort.slides[cohort.patients[0]][0].path.parent}")
     loader = bag_loader(cohort, train=False)
     dev = _device(loaded)
-    continuous = loaded.meta.target_kind == "continuous"
+    kind = loaded.meta.target_kind
+    continuous = kind != "categorical"  # one output: a value, or a survival risk
     out_dim = 1 if continuous else len(loaded.categories)
     outputs = np.zeros((len(cohort), out_dim), dtype=np.float64)
     for batch in track(loader, description, total=len(cohort)):
@@ -116,6 +117,9 @@ def predict_cohort(loaded: LoadedModel, cohort: Cohort, description: str = "pred
         out = loaded.model(batch.feats.to(dev), coords, batch.mask.to(dev))
         outputs[batch.index.numpy()] = (out.logits if continuous else torch.softmax(out.logits, -1)).double().cpu().numpy()
     same = cohort.labels is not None and cohort.target == loaded.meta.target
+    if kind == "survival":
+        truth_rows = cohort.labels if same and cohort.kind == "survival" else None
+        return risk_frame(cohort.patients, outputs[:, 0], loaded.meta.target, truth_rows)
     if continuous:
         mean, sd = loaded.meta.target_scale
         truth = [float(v) for v in cohort.labels] if same and cohort.kind == "continuous" else None  # type: ignore[union-attr]
@@ -132,4 +136,19 @@ def values_frame(patients: list[str], values: np.ndarray, target: str, truth: li
     if truth is not None:
         df[target] = truth
     df["pred"] = np.asarray(values, dtype=np.float64)
+    return df
+
+
+RISK = "risk"  # the predictions column of a survival target: higher = shorter expected survival
+
+
+def risk_frame(patients: list[str], risk: np.ndarray, target: str, truth: np.ndarray | None) -> Any:
+    """``patient-preds.csv`` of a survival target: PATIENT, <target>_time, <target>_event, risk."""
+    import pandas as pd
+
+    df = pd.DataFrame({"PATIENT": patients})
+    if truth is not None:
+        df[f"{target}_time"] = truth[:, 0]
+        df[f"{target}_event"] = truth[:, 1].astype(int)
+    df[RISK] = np.asarray(risk, dtype=np.float64)
     return df

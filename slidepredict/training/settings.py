@@ -63,9 +63,16 @@ class TrainingSettings(TrainSettings):
     categories: dict[str, list[str]] = setting(
         default_factory=dict, per_target=True,
         description="Classes per target, in this order (default: the sorted values found).")
-    target_type: dict[str, Literal["categorical", "continuous"]] = setting(
+    target_type: dict[str, Literal["categorical", "continuous", "survival"]] = setting(
         default_factory=dict, per_target=True,
-        description="Type per target: categorical (classes; the default) or continuous (a number, e.g. a score).")
+        description="Type per target: categorical (classes; the default), continuous (a number, e.g. a score) "
+        "or survival (a time and an event column, see `time` and `event`).")
+    time: dict[str, str] = setting(
+        default_factory=dict, per_target=True,
+        description="Survival: the clinical-table column with the time (default: the target's own name).")
+    event: dict[str, str] = setting(
+        default_factory=dict, per_target=True,
+        description="Survival: the clinical-table column with the event (1 = event, 0 = censored).")
     folds: int = setting(5, "Patient-level cross-validation folds.", ge=2)
     leave_group_out: bool = setting(
         False, "One fold per group of `group` (leave-one-site-out); the number of folds is then the number of groups.")

@@ -42,7 +42,8 @@ def run_targets(
         labelled = build_cohort(features, cohort.slide_table, cohort.clini_table, target=target,
                                 categories=for_target(training.categories, target),
                                 patient_col=cohort.patient_col, filename_col=cohort.filename_col,
-                                kind=for_target(training.target_type, target) or "categorical")
+                                kind=for_target(training.target_type, target) or "categorical",
+                                time_col=for_target(training.time, target), event_col=for_target(training.event, target))
         labelled = with_groups(labelled, training.group, cohort.clini_table, cohort.patient_col)
         if mode == "train":
             ckpt = train_final(labelled, out / target, training)
@@ -55,7 +56,8 @@ def run_targets(
             pooling = training.baseline_pooling()
             preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling,
                              target_sensitivity=training.target_sensitivity, leave_group_out=training.leave_group_out)
-            auc = pooled_auroc(preds, target, labelled.categories)
+            auc = pooled_auroc(preds, target, labelled.categories, labelled.kind)
             yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled "
-                   f"{score_name(labelled.categories)} {auc:.3f}{baseline_note(out / target, pooling, target)} -> "
+                   f"{score_name(labelled.categories, labelled.kind)} {auc:.3f}"
+                   f"{baseline_note(out / target, pooling, target)} -> "
                    f"{out / target / PREDS_FILE}")

@@ -1,0 +1,164 @@
+"""Survival targets: Cox training, C-index, carried risk groups, log-rank, bad input (features-only, fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from slidepredict.cli import app
+from slidepredict.featurefile import write_h5_atomic
+
+runner = CliRunner()
+DIM, TILES = 16, 48
+
+
+def make_survival_cohort(root: Path, n: int, seed: int) -> tuple[Path, Path, Path]:
+    """The hazard rises with the share of tiles carrying a planted pattern; uniform censoring (~30%)."""
+    rng = np.random.default_rng(seed)
+    direction = np.random.default_rng(99).normal(size=DIM)
+    direction /= np.linalg.norm(direction)
+    side = int(np.ceil(np.sqrt(TILES)))
+    coords = (np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)[:TILES] * 224).astype(np.int64)
+    rows, slides = [], []
+    for i in range(n):
+        patient = f"V{seed}-{i:03d}"
+        extent = rng.uniform(0.0, 0.5)
+        feats = rng.normal(size=(TILES, DIM))
+        feats[: int(round(extent * TILES))] += 2.5 * direction
+        attrs = {"encoder": "fake", "encoder_hash": "h", "tile_size_um": 256.0, "tile_size_px": 224,
+                 "tile_size_level0": 224, "mpp": 0.5}
+        write_h5_atomic(root / "features" / f"{patient}.h5", {"features": feats.astype(np.float32), "coords": coords}, attrs)
+        time = rng.exponential(60.0 * np.exp(-12.0 * (extent - 0.25)))  # the true order gives C ~0.84
+        censor = rng.uniform(20.0, 200.0)
+        rows.append({"PATIENT": patient, "OS_MONTHS": round(min(time, censor), 2), "OS_EVENT": int(time <= censor)})
+        slides.append({"PATIENT": patient, "FILENAME": f"{patient}.svs"})
+    pd.DataFrame(rows).to_csv(root / "clini.csv", index=False)
+    pd.DataFrame(slides).to_csv(root / "slides.csv", index=False)
+    return root / "clini.csv", root / "slides.csv", root / "features"
+
+
+SURV = ["-t", "OS", "--target-type", "survival", "--time", "OS_MONTHS", "--event", "OS_EVENT"]
+FAST = ["--steps", "300", "--min-steps", "200", "--val-every", "25", "--restarts", "1", "--bag-size", "48",
+        "--batch-size", "16"]
+
+
+def _cli(*args: object) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("surv")
+    clini, slides, feats = make_survival_cohort(root / "train", 100, seed=1)
+    res = _cli("crossval", "--clini", clini, "--slides-table", slides, "--features", feats, *SURV, "--folds", "3",
+               "--out", root / "cv", *FAST)
+    assert res.exit_code == 0, res.output
+    return {"root": root, "cv": root / "cv" / "OS", "output": res.output}  # type: ignore[dict-item]
+
+
+def test_crossval_orders_patients_by_risk(trained: dict) -> None:
+    from lifelines.utils import concordance_index
+
+    preds = pd.read_csv(trained["cv"] / "patient-preds.csv")
+    assert list(preds.columns) == ["PATIENT", "OS_time", "OS_event", "risk", "fold"]
+    c = concordance_index(preds.OS_time, -preds.risk, preds.OS_event)
+    assert c >= 0.75, c
+    assert "3-fold cross-validation of 100 patients, pooled C-index" in trained["output"]
+    point = json.loads((trained["cv"] / "operating-point.json").read_text())
+    assert point["rule"] == "median risk" and point["thresholds"]["risk"] == pytest.approx(preds.risk.median())
+
+
+def test_external_risk_groups_split_at_the_carried_median(trained: dict, tmp_path: Path) -> None:
+    clini, slides, feats = make_survival_cohort(tmp_path / "ext", 50, seed=5)
+    res = _cli("deploy", "--model", trained["cv"], "--features", feats, "--clini", clini, "--slides-table", slides,
+               "--out", tmp_path / "dep", "--n-bootstrap", "100")
+    assert res.exit_code == 0, res.output
+    metrics = pd.read_csv(tmp_path / "dep" / "stats" / "metrics.csv", dtype={"threshold": str})
+    pooled = metrics[metrics.group == "pooled"].set_index("metric")
+    cut = json.loads((trained["cv"] / "operating-point.json").read_text())["thresholds"]["risk"]
+    assert pooled.loc["threshold", "value"] == pytest.approx(cut, rel=1e-4) and pooled.loc["threshold", "threshold"] == "carried"
+    assert pooled.loc["c_index", "value"] >= 0.75
+    assert pooled.loc["logrank_p", "value"] < 0.01
+    assert pooled.loc["hr_high_vs_low", "value"] > 1.0
+    assert (tmp_path / "dep" / "stats" / "km-OS.png").is_file()
+    assert "OS (risk, n=50): C-index" in res.output and "log-rank p" in res.output
+
+
+def test_statistics_match_lifelines(trained: dict, tmp_path: Path) -> None:
+    from lifelines import CoxPHFitter
+    from lifelines.statistics import logrank_test
+    from lifelines.utils import concordance_index
+
+    preds = trained["cv"] / "patient-preds.csv"
+    res = _cli("stats", preds, "--out", tmp_path / "st", "--n-bootstrap", "50")
+    assert res.exit_code == 0, res.output
+    m = pd.read_csv(tmp_path / "st" / "metrics.csv", dtype={"threshold": str})
+    pooled = m[m.group == "pooled"].set_index("metric")
+    df = pd.read_csv(preds)
+    t, e, r = df.OS_time.to_numpy(), df.OS_event.to_numpy(), df.risk.to_numpy()
+    assert pooled.loc["c_index", "value"] == pytest.approx(concordance_index(t, -r, e), abs=1e-5)
+    high = r > np.median(r)
+    assert pooled.loc["threshold", "threshold"] == "median-in-sample"  # no carried cut-off given
+    assert pooled.loc["logrank_p", "value"] == pytest.approx(logrank_test(t[high], t[~high], e[high], e[~high]).p_value, rel=1e-4)
+    z = (r - r.mean()) / r.std()
+    hr = CoxPHFitter().fit(pd.DataFrame({"t": t, "e": e, "z": z}), "t", "e").summary.loc["z", "exp(coef)"]
+    assert pooled.loc["hr_per_sd", "value"] == pytest.approx(hr, rel=1e-4)
+    assert set(m.group) == {"pooled", "fold-0", "fold-1", "fold-2"}
+
+
+def _bad(tmp_path: Path, clini: Path, slides: Path, feats: Path, *extra: object) -> str:
+    out = tmp_path / "bad"
+    res = _cli("crossval", "--clini", clini, "--slides-table", slides, "--features", feats, "--out", out, *FAST, *extra)
+    assert res.exit_code == 2, res.output
+    assert not out.exists()
+    return " ".join(res.output.split()).split("Error: ")[-1]
+
+
+def test_bad_survival_input(tmp_path: Path) -> None:
+    clini, slides, feats = make_survival_cohort(tmp_path, 12, seed=2)
+    ct = pd.read_csv(clini, dtype=str)
+    assert _bad(tmp_path, clini, slides, feats, "-t", "OS", "--target-type", "survival", "--time", "OS_MONTHS") == (
+        "survival target 'OS_MONTHS' needs an event column (--event, 1 = event, 0 = censored)")
+    for column, value, message in (
+        ("OS_MONTHS", "-3", "'OS_MONTHS' in clini.csv has 1 negative survival time, e.g. patient 'V2-004'; "
+                            "times count from diagnosis"),
+        ("OS_MONTHS", "", "1 patient in clini.csv has no 'OS_MONTHS', e.g. 'V2-004'; give every patient a time "
+                          "(the follow-up time when censored) or remove the row"),
+        ("OS_EVENT", "2", "event values must be 1 (event) or 0 (censored); clini.csv has '2' (patient 'V2-004')"),
+    ):
+        bad = ct.copy()
+        bad.loc[4, column] = value
+        bad.to_csv(clini, index=False)
+        assert _bad(tmp_path, clini, slides, feats, *SURV) == message
+    ct.assign(OS_EVENT="0").to_csv(clini, index=False)
+    assert _bad(tmp_path, clini, slides, feats, *SURV) == (
+        "survival target 'OS' has 0 events among 12 patients (12 censored); at least 2 are needed for the inner "
+        "validation split")
+
+
+def test_heatmap_of_a_survival_model_draws_tile_risk(trained: dict, tmp_path: Path) -> None:
+    from slidepredict.heatmaps.overlay import map_title
+    from slidepredict.heatmaps.scores import TileScores
+    from slidepredict.training import load_model
+
+    meta = load_model(trained["cv"] / "fold-0" / "model.ckpt").meta
+    assert meta.target_kind == "survival" and len(meta.target_scale) == 2 and meta.survival_columns == ["OS_MONTHS", "OS_EVENT"]
+    scores = TileScores(coords=np.zeros((1, 2), np.int64), size0=8, attention=np.ones(1), attention_raw=np.ones(1),
+                        class_scores=np.array([[0.3]]), categories=["OS"], target="OS", probs=np.array([0.25]),
+                        value_range=(-1.0, 1.0), measure="risk")
+    assert map_title("S", "OS", scores) == ("S: each tile's own OS risk\nprediction OS risk = 0.25",
+                                            "tile risk of OS (-1 to 1)")
+
+
+def test_report_shows_the_survival_figures(trained: dict) -> None:
+    from slidepredict.report import build_report
+
+    res = _cli("stats", trained["cv"] / "patient-preds.csv", "--out", trained["root"] / "stats", "--n-bootstrap", "30")
+    assert res.exit_code == 0, res.output
+    html = build_report(trained["root"]).read_text()
+    assert "C-index (95% CI)" in html and "log-rank p" in html and "km-OS" in html
