@@ -135,10 +135,24 @@ def test_report_shows_the_continuous_figures(crossval: dict, tmp_path: Path) -> 
     assert "Pearson r (95% CI)" in html and "MAE (95% CI)" in html and "scatter-SCORE" in html
 
 
-def test_compare_says_it_does_not_take_continuous_targets_yet(crossval: dict, tmp_path: Path) -> None:
-    preds = crossval["cv"] / "patient-preds.csv"
-    res = runner.invoke(app, ["compare", str(preds), str(preds), "--out", str(tmp_path / "cmp")])
-    assert res.exit_code == 2 and not (tmp_path / "cmp").exists()
+def test_compare_two_models_of_a_continuous_target(crossval: dict, tmp_path: Path) -> None:
+    """The head against its own mean-pool + ridge baseline on the same folds: paired bootstrap of the r difference."""
+    head, base = crossval["cv"] / "patient-preds.csv", crossval["cv"] / "baseline-mean-pool" / "patient-preds.csv"
+    res = runner.invoke(app, ["compare", str(head), str(base), "--out", str(tmp_path / "cmp"), "--n-bootstrap", "200"])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(tmp_path / "cmp" / "comparison.csv").iloc[0]
+    a = pd.read_csv(head).set_index("PATIENT")
+    b = pd.read_csv(base).set_index("PATIENT").loc[a.index]
+    assert row.metric == "pearson_r" and row.n == 40
+    assert row.score_a == pytest.approx(np.corrcoef(a.SCORE, a.pred)[0, 1], abs=1e-5)
+    assert row.difference == pytest.approx(row.score_a - np.corrcoef(b.SCORE, b.pred)[0, 1], abs=1e-5)
+    assert row.bootstrap_ci_low <= row.difference <= row.bootstrap_ci_high and 0 <= row.bootstrap_p <= 1
+    assert (tmp_path / "cmp" / "comparison-SCORE.png").is_file()
+    mixed = tmp_path / "cat.csv"
+    pd.DataFrame({"PATIENT": ["a", "b"], "T": ["x", "y"], "pred": ["x", "y"], "T_x": [0.6, 0.2], "T_y": [0.4, 0.8]}
+                 ).to_csv(mixed, index=False)
+    res = runner.invoke(app, ["compare", str(head), str(mixed), "--out", str(tmp_path / "mixed")])
+    assert res.exit_code == 2 and not (tmp_path / "mixed").exists()
     assert " ".join(res.output.split()).endswith(
-        f"Error: '{preds}' holds a continuous target's predictions; compare tests AUROC differences of categorical "
-        "targets (paired differences of r or C-index are not available yet).")
+        f"Error: '{head}' holds a continuous target's predictions and '{mixed}' a categorical one's; compare models "
+        "of one target.")

@@ -162,3 +162,18 @@ def test_report_shows_the_survival_figures(trained: dict) -> None:
     assert res.exit_code == 0, res.output
     html = build_report(trained["root"]).read_text()
     assert "C-index (95% CI)" in html and "log-rank p" in html and "km-OS" in html
+
+
+def test_compare_c_index_of_two_models(trained: dict, tmp_path: Path) -> None:
+    preds = pd.read_csv(trained["cv"] / "patient-preds.csv")
+    noisy = preds.assign(risk=preds.risk + np.random.default_rng(0).normal(0, 3 * preds.risk.std(), len(preds)))
+    noisy.to_csv(tmp_path / "noisy.csv", index=False)
+    res = _cli("compare", trained["cv"] / "patient-preds.csv", tmp_path / "noisy.csv", "--out", tmp_path / "cmp",
+               "--n-bootstrap", "200")
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(tmp_path / "cmp" / "comparison.csv").iloc[0]
+    assert row.metric == "c_index" and row.difference > 0 and row.bootstrap_ci_low > 0  # noise makes the order worse
+    relabelled = preds.assign(OS_event=1 - preds.OS_event)
+    relabelled.to_csv(tmp_path / "other.csv", index=False)
+    res = _cli("compare", trained["cv"] / "patient-preds.csv", tmp_path / "other.csv", "--out", tmp_path / "bad")
+    assert res.exit_code == 2 and "has other true values in" in res.output and not (tmp_path / "bad").exists()

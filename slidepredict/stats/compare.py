@@ -15,7 +15,7 @@ import itertools
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -95,15 +95,6 @@ def _whole_file(path: Path, label: str) -> Predictions:
 
 def _aligned(paths: list[Path]) -> list[Model]:
     """Every file, checked to score the same patients with the same labels and classes, in one order."""
-    if len(paths) < 2:
-        raise PredictionsError("compare needs at least two predictions files (one per model).")
-    from slidepredict.stats.api import file_kind
-
-    other = next(((p, k) for p in paths if (k := file_kind(Path(p))) != "categorical"), None)
-    if other is not None:
-        raise PredictionsError(
-            f"'{other[0]}' holds a {other[1]} target's predictions; compare tests AUROC differences of "
-            "categorical targets (paired differences of r or C-index are not available yet).")
     labels = [lab or Path(p).parent.name or Path(p).stem for lab, p in zip(file_labels(paths), paths)]
     models = [Model(lab, _whole_file(Path(p), lab)) for lab, p in zip(labels, paths)]
     ref = models[0].preds
@@ -148,10 +139,24 @@ def compare_models(paths: list[Path], out_dir: Path, n_bootstrap: int = 1000, se
 
     ``positive`` is a class, or a per-target mapping (the `stats.positive` setting).
     """
-    from slidepredict.stats.api import positive_class
+    from slidepredict.stats.api import file_kind, positive_class
     from slidepredict.stats.plots import plot_comparison
 
-    models = _aligned([Path(p) for p in paths])
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise PredictionsError("compare needs at least two predictions files (one per model).")
+    kinds = {p: file_kind(p) for p in paths}
+    if len(set(kinds.values())) > 1:
+        other = next(p for p in paths if kinds[p] != kinds[paths[0]])
+        raise PredictionsError(f"'{paths[0]}' holds a {kinds[paths[0]]} target's predictions and '{other}' a "
+                               f"{kinds[other]} one's; compare models of one target.")
+    if kinds[paths[0]] != "categorical":
+        from slidepredict.stats.compare_scores import compare_scores
+
+        table = compare_scores(paths, kinds[paths[0]], n_bootstrap, seed, ci)
+        _write(out_dir, table, lambda staging: [plot_differences(table, staging, f"comparison-{safe_name(table['target'][0])}")])
+        return table
+    models = _aligned(paths)
     ref = models[0].preds
     chosen = for_target(positive, ref.target) if isinstance(positive, Mapping) else positive
     shown = [positive_class(ref, chosen)] if len(ref.classes) == 2 else list(ref.classes)
@@ -173,14 +178,19 @@ def compare_models(paths: list[Path], out_dir: Path, n_bootstrap: int = 1000, se
                 "bootstrap_ci_low": lo, "bootstrap_ci_high": hi, "n_bootstrap": len(boot), "ci": ci,
             })
     table = pd.DataFrame(rows)
+    _write(out_dir, table, lambda staging: plot_comparison(models, shown, table, staging, f"comparison-{safe_name(ref.target)}"))
+    return table
+
+
+def _write(out_dir: Path, table: pd.DataFrame, plot: Callable[[Path], list[str]]) -> None:
+    """``comparison.csv`` and the plot's files, staged and moved in only when all are written."""
     out_dir = Path(out_dir)
     existed = out_dir.exists()
     check_writable(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=".compare-", dir=out_dir))
     try:
         table.to_csv(staging / COMPARISON_CSV, index=False, float_format="%.6g")
-        names = [COMPARISON_CSV] + plot_comparison(models, shown, table, staging, f"comparison-{safe_name(ref.target)}")
-        for name in names:
+        for name in [COMPARISON_CSV, *plot(staging)]:
             (staging / name).replace(out_dir / name)
     except BaseException:
         if not existed:
@@ -188,10 +198,37 @@ def compare_models(paths: list[Path], out_dir: Path, n_bootstrap: int = 1000, se
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return table
+
+
+def plot_differences(table: pd.DataFrame, staging: Path, stem: str) -> str:
+    """Each pair's difference with its paired-bootstrap interval, against zero (no difference)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 1.2 + 0.5 * len(table)), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    y = np.arange(len(table))
+    diff, low, high = (table[c].to_numpy(dtype=float) for c in ("difference", "bootstrap_ci_low", "bootstrap_ci_high"))
+    ax.errorbar(diff, y, xerr=np.vstack([diff - low, high - diff]), fmt="o", capsize=4)
+    ax.axvline(0.0, ls="--", color="0.5", lw=1)
+    ax.set_yticks(y, [f"{r.model_a} - {r.model_b}" for r in table.itertuples()])
+    ax.set(xlabel=f"difference in {table['metric'][0]} (paired bootstrap {table['ci'][0]:.0%} CI)",
+           title=f"{table['target'][0]} (n = {table['n'][0]}, same patients)")
+    fig.savefig(staging / f"{stem}.png", dpi=150)
+    return f"{stem}.png"
 
 
 def describe(row: pd.Series) -> str:
+    """One line per compared pair, for the CLI."""
+    if "auroc_a" not in row.index:
+        from slidepredict.stats.compare_scores import describe_scores
+
+        return describe_scores(row)
+    return _describe_auroc(row)
+
+
+def _describe_auroc(row: pd.Series) -> str:
     """``fold-ensemble vs baseline: AUROC 0.91 vs 0.74, difference 0.17 (95% CI 0.08-0.26), DeLong p = 0.002``."""
     return (f"{row['model_a']} vs {row['model_b']} ({row['class']}, n={row['n']}): AUROC {row['auroc_a']:.2f} vs "
             f"{row['auroc_b']:.2f}, difference {row['difference']:+.2f} (paired bootstrap {row['ci']:.0%} CI "
