@@ -84,6 +84,7 @@ def strata(kind: str, labels: np.ndarray, n_bins: int = 4) -> np.ndarray:
         return labels
     if kind == "survival":  # events and censored patients in every fold
         return labels[:, 1].astype(np.int64)
+    n_bins = max(1, min(n_bins, len(labels) // 5))  # at least five patients per bin, or splitting a bin fails
     edges = np.quantile(labels, np.linspace(0, 1, n_bins + 1)[1:-1])
     return np.digitize(labels, np.unique(edges))
 

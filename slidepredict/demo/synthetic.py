@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from slidepredict.core.atomic import atomic_path
+from slidepredict.demo.outcomes import outcome_columns
 
 H_OD = np.array([0.650, 0.704, 0.286])  # hematoxylin optical density per unit concentration (R, G, B)
 E_OD = np.array([0.072, 0.990, 0.105])  # eosin
@@ -339,7 +340,8 @@ def make_cohort(
     with a small region (half ``signal_fraction``), as a biomarker that morphology does not always
     show; the ground truth records where the signal really is.
 
-    Writes ``slides/``, ``clini.csv`` (PATIENT, target), ``slide.csv`` (PATIENT, FILENAME) and
+    Writes ``slides/``, ``clini.csv`` (PATIENT, target, and ``demo.outcomes``' SIGNAL_SCORE, OS_MONTHS,
+    OS_EVENT), ``slide.csv`` (PATIENT, FILENAME) and
     ``ground_truth.npz`` (one signal mask per slide stem, plus ``signal_scale``).
     """
     from slidepredict.core.progress import track
@@ -370,7 +372,9 @@ def make_cohort(
             signal=bool(carries[i]), stain_shift=stain_shift, signal_fraction=float(fraction[i]),
         )
         cohort.slides.setdefault(patient, []).append(slide)
-    _write_csv(cohort.clini_table, ["PATIENT", target], [[p, c] for p, c in cohort.labels.items()])
+    extra = outcome_columns(cohort.slides, seed)  # a continuous and a survival target from the same signal
+    _write_csv(cohort.clini_table, ["PATIENT", target, *extra],
+               [[p, c, *(col[i] for col in extra.values())] for i, (p, c) in enumerate(cohort.labels.items())])
     _write_csv(cohort.slide_table, ["PATIENT", "FILENAME"],
                [[p, s.path.name] for p, slides in cohort.slides.items() for s in slides])
     masks = {s.path.stem: s.signal_mask for slides in cohort.slides.values() for s in slides}

@@ -117,5 +117,8 @@ def inner_split(cohort: Cohort, val_fraction: float, seed: int) -> tuple[list[st
                     "split by patient instead (checkpoint choice may then see a site twice)",
                     len(set(cohort.groups)), cohort.group_name)
     n_val = max(len(cohort.categories) or 2, int(round(val_fraction * len(cohort))))
-    train, val = train_test_split(cohort.patients, test_size=n_val, stratify=cohort.strata(), random_state=seed)
+    strata = cohort.strata()
+    counts = np.unique(strata, return_counts=True)[1]
+    stratify = strata if counts.min() >= 2 and n_val >= len(counts) else None  # e.g. one censored patient among six
+    train, val = train_test_split(cohort.patients, test_size=n_val, stratify=stratify, random_state=seed)
     return sorted(train), sorted(val)
