@@ -33,3 +33,29 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str | os.PathLike[str], prefix: str) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``out_dir`` for a set of files published together.
+
+    The caller moves the finished files out of it (each move atomic); the staging folder is
+    always removed, and on an error ``out_dir`` too when this call created it.
+    """
+    import shutil
+    import tempfile
+
+    from slidepredict.core.batch import check_writable
+
+    out_dir = Path(out_dir)
+    existed = out_dir.exists()
+    check_writable(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir))
+    try:
+        yield staging
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

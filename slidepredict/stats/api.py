@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slidepredict.core.batch import check_writable
+from slidepredict.core.atomic import staged_folder
 from slidepredict.core.settings import for_target
 from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
 from slidepredict.stats.operating import CARRIED
@@ -125,10 +123,7 @@ def _publish_other(kind: str, paths: list[Path], out_dir: Path, n_bootstrap: int
     from slidepredict.stats.regression import value_stats
     from slidepredict.stats.survival import survival_stats
 
-    existed = out_dir.exists()
-    check_writable(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".stats-", dir=out_dir))
-    try:
+    with staged_folder(out_dir, ".stats-") as staging:
         labels = file_labels(paths)
         if kind == "survival":
             table, plots, headlines = survival_stats(paths, labels, n_bootstrap, seed, ci, by, staging,
@@ -137,12 +132,6 @@ def _publish_other(kind: str, paths: list[Path], out_dir: Path, n_bootstrap: int
             table, plots, headlines = value_stats(paths, labels, n_bootstrap, seed, ci, by, staging)
         table.to_csv(staging / METRICS_CSV, index=False, float_format="%.6g")
         final = _publish(out_dir, [staging / METRICS_CSV, *plots])
-    except BaseException:
-        if not existed:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for h in headlines.values():
         log.info("%s: %s (n=%d, pooled)%s", h["target"], h["text"], h["n"], h["carried_text"])
     return StatsResult(table=table, metrics_csv=final[0], plots=final[1:], confusion={}, headlines=headlines)
@@ -216,10 +205,7 @@ def compute_stats(
     }
 
     out_dir = Path(out_dir)
-    existed = out_dir.exists()
-    check_writable(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".stats-", dir=out_dir))
-    try:
+    with staged_folder(out_dir, ".stats-") as staging:
         written = [staging / METRICS_CSV]
         table.to_csv(written[0], index=False, float_format="%.6g")
         confusion_paths = {}
@@ -232,12 +218,6 @@ def compute_stats(
         for folds, pooled, shown in plans:
             plots += plot_target(folds, pooled, shown, table, staging, ci)
         final = _publish(out_dir, written + plots)
-    except BaseException:
-        if not existed:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for h in headlines.values():
         log.info("%s: %s (n=%d, pooled)%s", h["target"], h["text"], h["n"], h["carried_text"])
     return StatsResult(

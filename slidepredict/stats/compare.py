@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +22,7 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 from sklearn.metrics import roc_auc_score
 
-from slidepredict.core.batch import check_writable
+from slidepredict.core.atomic import staged_folder
 from slidepredict.core.names import safe_name
 from slidepredict.core.settings import for_target
 from slidepredict.core.progress import track
@@ -184,20 +182,10 @@ def compare_models(paths: list[Path], out_dir: Path, n_bootstrap: int = 1000, se
 
 def _write(out_dir: Path, table: pd.DataFrame, plot: Callable[[Path], list[str]]) -> None:
     """``comparison.csv`` and the plot's files, staged and moved in only when all are written."""
-    out_dir = Path(out_dir)
-    existed = out_dir.exists()
-    check_writable(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".compare-", dir=out_dir))
-    try:
+    with staged_folder(out_dir, ".compare-") as staging:
         table.to_csv(staging / COMPARISON_CSV, index=False, float_format="%.6g")
         for name in [COMPARISON_CSV, *plot(staging)]:
-            (staging / name).replace(out_dir / name)
-    except BaseException:
-        if not existed:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            (staging / name).replace(Path(out_dir) / name)
 
 
 def plot_differences(table: pd.DataFrame, staging: Path, stem: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -161,11 +162,7 @@ def _fold_name(value: str) -> str:
 def read_predictions(path: Path, label: str, by: str | None = None) -> list[Predictions]:
     """Read one file into evaluation groups: the file itself, or one group per value of `fold` (or of ``by``)."""
     df = _read_csv(path)
-    if by is not None and by not in df.columns:
-        raise PredictionsError(
-            f"Predictions file '{path}' has no column '{by}' to break the statistics down by "
-            f"(columns found: {', '.join(df.columns)})."
-        )
+    check_by_column(df, path, by)
     if PATIENT not in df.columns:
         raise PredictionsError(
             f"Predictions file '{path}' has no '{PATIENT}' column (columns found: {', '.join(df.columns)})."
@@ -192,7 +189,7 @@ def read_predictions(path: Path, label: str, by: str | None = None) -> list[Pred
             path, int((~labelled).sum()), len(df), target,
         )
     if IN_TRAINING in df.columns:
-        seen = df[IN_TRAINING].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+        seen = trained_rows(df)
         if seen.any():
             log.warning("%s: %d of %d patients were used to train the model (column '%s') and are left out of "
                         "the statistics", path, int((seen & labelled).sum()), len(df), IN_TRAINING)
@@ -226,6 +223,43 @@ def read_predictions(path: Path, label: str, by: str | None = None) -> list[Pred
             )
         )
     return groups
+
+
+def check_by_column(df: pd.DataFrame, path: Path, by: str | None) -> None:
+    """``--by`` must name a column of the file."""
+    if by is not None and by not in df.columns:
+        raise PredictionsError(
+            f"Predictions file '{path}' has no column '{by}' to break the statistics down by "
+            f"(columns found: {', '.join(df.columns)})."
+        )
+
+
+def trained_rows(df: pd.DataFrame) -> np.ndarray:
+    """Rows deploy marked ``in_training`` (a model trained on the patient): no validation, left out of statistics."""
+    if IN_TRAINING not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    return df[IN_TRAINING].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+
+
+def group_frames(df: pd.DataFrame, label: str, by: str | None) -> list[tuple[str, pd.DataFrame]]:
+    """A file's rows per fold (or per ``by`` value), named as the categorical groups are; the whole file without."""
+    column = by or FOLD
+    if column not in df.columns:
+        return [(label, df)]
+    return [("-".join(filter(None, [label, f"{by}-{v}" if by else f"fold-{v}"])), part)
+            for v, part in df.groupby(df[column].astype(str), sort=True)]
+
+
+def read_scored(path: Path, by: str | None, find_target: Callable[[pd.DataFrame], str | None],
+                truth: Callable[[str], list[str]], what: str) -> tuple[str, pd.DataFrame]:
+    """A continuous or survival predictions file: its target and the rows with a truth that no model trained on."""
+    df = pd.read_csv(path, dtype={PATIENT: str})
+    target = find_target(df)
+    if target is None:
+        raise PredictionsError(f"Predictions file '{path}' is not {what}.")
+    check_by_column(df, path, by)
+    keep = df[truth(target)].notna().all(axis=1).to_numpy() & ~trained_rows(df)
+    return target, df[keep]
 
 
 def file_labels(paths: list[Path]) -> list[str]:

@@ -17,7 +17,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import mean_absolute_error, r2_score
 
 from slidepredict.core.progress import track
-from slidepredict.stats.predictions import FOLD, IN_TRAINING, PATIENT, PRED, PredictionsError
+from slidepredict.stats.predictions import FOLD, PATIENT, PRED, PredictionsError, group_frames, read_scored
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ def continuous_target(df: pd.DataFrame) -> str | None:
     if not before or not pd.api.types.is_numeric_dtype(df[before[-1]]) or any(c.startswith(f"{before[-1]}_") for c in cols):
         return None
     return before[-1]
-
-
-def _groups(df: pd.DataFrame, label: str, by: str | None) -> list[tuple[str, pd.DataFrame]]:
-    column = by or FOLD
-    if column not in df.columns:
-        return [(label, df)]
-    return [("-".join(filter(None, [label, f"{by}-{v}" if by else f"fold-{v}"])), part)
-            for v, part in df.groupby(df[column].astype(str), sort=True)]
 
 
 def _bootstrap(y: np.ndarray, p: np.ndarray, n_bootstrap: int, seed: int, ci: float) -> dict[str, tuple[float, float, int]]:
@@ -81,18 +73,9 @@ def evaluate_values(df: pd.DataFrame, target: str, group: str, n_bootstrap: int,
 
 def read_values(path: Path, label: str, by: str | None) -> tuple[str, list[tuple[str, pd.DataFrame]], pd.DataFrame]:
     """The target, its groups (folds or ``by``) and all labelled rows of a continuous predictions file."""
-    df = pd.read_csv(path, dtype={PATIENT: str})
-    target = continuous_target(df)
-    if target is None:
-        raise PredictionsError(f"Predictions file '{path}' is not a continuous target's (numeric '{PRED}' and truth).")
-    if by is not None and by not in df.columns:
-        raise PredictionsError(f"Predictions file '{path}' has no column '{by}' to break the statistics down by "
-                               f"(columns found: {', '.join(df.columns)}).")
-    keep = df[target].notna()
-    if IN_TRAINING in df.columns:
-        keep &= ~df[IN_TRAINING].astype(str).str.lower().isin(["true", "1"])
-    df = df[keep]
-    return target, _groups(df, label, by), df
+    target, df = read_scored(path, by, continuous_target, lambda t: [t],
+                             f"a continuous target's (numeric '{PRED}' and truth)")
+    return target, group_frames(df, label, by), df
 
 
 def scatter(df: pd.DataFrame, target: str, text: str, path_stem: Path) -> list[Path]:

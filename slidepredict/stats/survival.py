@@ -19,7 +19,7 @@ import pandas as pd
 
 from slidepredict.core.progress import track
 from slidepredict.stats.operating import CARRIED
-from slidepredict.stats.predictions import FOLD, IN_TRAINING, PATIENT, PredictionsError
+from slidepredict.stats.predictions import FOLD, PredictionsError, group_frames, read_scored
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ def _concordance(t: np.ndarray, e: np.ndarray, r: np.ndarray) -> float:
     from lifelines.utils import concordance_index
 
     return float(concordance_index(t, -r, e))
-
-
-def _groups(df: pd.DataFrame, label: str, by: str | None) -> list[tuple[str, pd.DataFrame]]:
-    column = by or FOLD
-    if column not in df.columns:
-        return []
-    return [("-".join(filter(None, [label, f"{by}-{v}" if by else f"fold-{v}"])), part)
-            for v, part in df.groupby(df[column].astype(str), sort=True)]
 
 
 def evaluate_risk(df: pd.DataFrame, target: str, group: str, n_bootstrap: int, seed: int, ci: float,
@@ -99,18 +91,10 @@ def evaluate_risk(df: pd.DataFrame, target: str, group: str, n_bootstrap: int, s
 
 def read_risks(path: Path, label: str, by: str | None) -> tuple[str, list[tuple[str, pd.DataFrame]], pd.DataFrame]:
     """The target, its groups and all usable rows (labelled, not seen in training) of a survival predictions file."""
-    df = pd.read_csv(path, dtype={PATIENT: str})
-    target = survival_target(df)
-    if target is None:
-        raise PredictionsError(f"Predictions file '{path}' is not a survival target's (T_time, T_event and risk).")
-    if by is not None and by not in df.columns:
-        raise PredictionsError(f"Predictions file '{path}' has no column '{by}' to break the statistics down by "
-                               f"(columns found: {', '.join(df.columns)}).")
-    keep = df[f"{target}_time"].notna() & df[f"{target}_event"].notna()
-    if IN_TRAINING in df.columns:
-        keep &= ~df[IN_TRAINING].astype(str).str.lower().isin(["true", "1"])
-    df = df[keep]
-    return target, _groups(df, label, by), df
+    target, df = read_scored(path, by, survival_target, lambda t: [f"{t}_time", f"{t}_event"],
+                             "a survival target's (T_time, T_event and risk)")
+    groups = group_frames(df, label, by) if (by or FOLD) in df.columns else []
+    return target, groups, df
 
 
 def km_plot(df: pd.DataFrame, target: str, cut: float, threshold: str, text: str, stem: Path) -> list[Path]:
