@@ -108,7 +108,47 @@ def test_statistics_match_lifelines(trained: dict, tmp_path: Path) -> None:
     z = (r - r.mean()) / r.std()
     hr = CoxPHFitter().fit(pd.DataFrame({"t": t, "e": e, "z": z}), "t", "e").summary.loc["z", "exp(coef)"]
     assert pooled.loc["hr_per_sd", "value"] == pytest.approx(hr, rel=1e-4)
+    from slidepredict.stats.survival import _uno
+    tau = np.quantile(t, 0.9)
+    assert pooled.loc["c_index_uno", "threshold"] == f"tau={tau:.4g}"
+    assert pooled.loc["c_index_uno", "value"] == pytest.approx(_uno(t, e, r, tau), abs=1e-5)
+    assert pooled.loc["c_index_uno", "ci_low"] < pooled.loc["c_index_uno", "value"] < pooled.loc["c_index_uno", "ci_high"]
     assert set(m.group) == {"pooled", "fold-0", "fold-1", "fold-2"}
+
+
+def test_uno_c_matches_its_definition_with_a_lifelines_censoring_estimate() -> None:
+    """Uno's C (scikit-survival) against its formula written out: events before tau, each comparable pair
+    weighted by 1 / G(T_i)^2, G the Kaplan-Meier estimate of the censoring distribution (lifelines)."""
+    from lifelines import KaplanMeierFitter
+
+    from slidepredict.stats.survival import _uno, uno_tau
+
+    rng = np.random.default_rng(0)
+    t = np.round(rng.exponential(50.0, 80), 1)
+    e = (rng.random(80) < 0.4).astype(int)  # 60% censored
+    r = -t + rng.normal(0.0, 30.0, 80)
+    tau = uno_tau(t)
+    g = KaplanMeierFitter().fit(t, 1 - e).survival_function_at_times(t).to_numpy()
+    num = den = 0.0
+    for i in np.flatnonzero((e == 1) & (t < tau)):
+        later = t > t[i]
+        den += later.sum() / g[i] ** 2
+        num += ((r[i] > r[later]) + 0.5 * (r[i] == r[later])).sum() / g[i] ** 2
+    assert _uno(t, e, r, tau) == pytest.approx(num / den, abs=1e-9)
+    assert tau == pytest.approx(np.quantile(t, 0.9))
+
+
+def test_headline_adds_uno_c_when_censoring_is_heavy() -> None:
+    from slidepredict.stats.survival import evaluate_risk, risk_headline
+
+    rng = np.random.default_rng(1)
+    t = rng.exponential(50.0, 60)
+    df = pd.DataFrame({"OS_time": t, "OS_risk": 0.0, "risk": -t + rng.normal(0.0, 20.0, 60)})
+    for share, expect in ((0.3, False), (0.7, True)):
+        df["OS_event"] = (np.arange(60) >= share * 60).astype(int)
+        text = risk_headline(evaluate_risk(df, "OS", "pooled", 20, 0, 0.95, None), "OS", 0.95)["text"]
+        assert ("Uno's C" in text) is expect, text
+        assert (f"{share:.0%} censored" in text) is expect
 
 
 def _bad(tmp_path: Path, clini: Path, slides: Path, feats: Path, *extra: object) -> str:
@@ -146,7 +186,19 @@ def test_heatmap_of_a_survival_model_draws_tile_risk(trained: dict, tmp_path: Pa
     from slidepredict.heatmaps.scores import TileScores
     from slidepredict.training import load_model
 
-    meta = load_model(trained["cv"] / "fold-0" / "model.ckpt").meta
+    from slidepredict.cohort import build_cohort
+    from slidepredict.training import predict_bag
+
+    loaded = load_model(trained["cv"] / "fold-0" / "model.ckpt")
+    root = trained["root"] / "train"
+    cohort = build_cohort(root / "features", root / "slides.csv", root / "clini.csv", target="OS", kind="survival",
+                          time_col="OS_MONTHS", event_col="OS_EVENT")
+    held_out = pd.read_csv(trained["cv"] / "patient-preds.csv").query("fold == 0").iloc[0]
+    risk, att, tiles = predict_bag(loaded, *cohort.load_bag(held_out.PATIENT))
+    assert risk[0] == pytest.approx(held_out.risk, abs=1e-5)  # the heatmap's patient risk is the prediction's
+    assert risk[0] == pytest.approx(float(att @ tiles[:, 0]), abs=1e-5)  # and is made of the tiles' own risks
+    assert tiles.shape[1] == 1 and tiles.std() > 0.05
+    meta = loaded.meta
     assert meta.target_kind == "survival" and len(meta.target_scale) == 2 and meta.survival_columns == ["OS_MONTHS", "OS_EVENT"]
     scores = TileScores(coords=np.zeros((1, 2), np.int64), size0=8, attention=np.ones(1), attention_raw=np.ones(1),
                         class_scores=np.array([[0.3]]), categories=["OS"], target="OS", probs=np.array([0.25]),

@@ -182,18 +182,20 @@ def values_summary(df: Any) -> tuple[list[str], list[list[str]]]:
 
 def risk_summary(df: Any) -> tuple[list[str], list[list[str]]]:
     """A survival target's figures: C-index, hazard ratios and the risk groups' log-rank test per group."""
-    columns = ["target", "group", "n", "events", "C-index (95% CI)", "HR per SD of risk (95% CI)", "risk cut-off",
+    columns = ["target", "group", "n", "events", "C-index (95% CI)", "Uno's C (95% CI) up to time", "HR per SD of risk (95% CI)", "risk cut-off",
                "log-rank p", "HR high vs low (95% CI)"]
     rows = []
     for (target, group), g in df.groupby(["target", "group"], sort=False):
         by = g.set_index("metric")
         def ci(metric: str) -> str:
             return _fmt_ci(*by.loc[metric, ["value", "ci_low", "ci_high"]]) if metric in by.index else ""
+        def uno() -> str:
+            return f"{ci('c_index_uno')} to {by.loc['c_index_uno', 'threshold'][4:]}" if "c_index_uno" in by.index else ""
         cut = f"{by.loc['threshold', 'value']:.3g} ({by.loc['threshold', 'threshold']})" if "threshold" in by.index else ""
         p = f"{by.loc['logrank_p', 'value']:.2g}" if "logrank_p" in by.index else ""
         first = g.iloc[0]
         rows.append([str(target), str(group), str(int(first["n"])), str(int(first["n_pos"])), ci("c_index"),
-                     ci("hr_per_sd"), cut, p, ci("hr_high_vs_low")])
+                     uno(), ci("hr_per_sd"), cut, p, ci("hr_high_vs_low")])
     return columns, rows
 
 

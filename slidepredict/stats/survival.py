@@ -1,8 +1,9 @@
-"""Statistics of a survival target with lifelines: Harrell's C, risk groups, Kaplan-Meier, log-rank, hazard ratios.
+"""Statistics of a survival target: Harrell's and Uno's C, risk groups, Kaplan-Meier, log-rank, hazard ratios.
 
-lifelines (not scikit-survival) because it is pure Python on top of pandas/scipy, so it installs
-wherever slidepredict does, and it has everything needed here with confidence intervals: the
-concordance index, Kaplan-Meier estimates, the log-rank test and Cox models. A ``patient-preds.csv``
+lifelines for Harrell's C, Kaplan-Meier estimates, the log-rank test and Cox models (with
+confidence intervals for everything); scikit-survival for Uno's C, the inverse-probability-of-
+censoring weighted concordance, which lifelines lacks and which stays unbiased when censoring is
+heavy (Harrell's C then leans on the early, mostly uncensored part of follow-up). A ``patient-preds.csv``
 of a survival target has ``PATIENT``, ``<target>_time``, ``<target>_event`` (1 = event), ``risk``
 (higher = shorter survival) and optionally ``fold``. Risk groups split at a cut-off carried from
 the training cohort's out-of-fold risks (``operating-point.json``), else at this cohort's own
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 RISK = "risk"
 CLASS = "risk"  # the `class` column of a survival target's rows in metrics.csv
 IN_SAMPLE = "median-in-sample"
+HEAVY_CENSORING = 0.5  # from this share of censored patients on, the headline adds Uno's C to Harrell's
 
 
 def survival_target(df: pd.DataFrame) -> str | None:
@@ -42,6 +44,23 @@ def _concordance(t: np.ndarray, e: np.ndarray, r: np.ndarray) -> float:
     return float(concordance_index(t, -r, e))
 
 
+def uno_tau(t: np.ndarray) -> float:
+    """Uno's C is computed up to the 90th percentile of follow-up: beyond it the censoring weights blow up."""
+    return float(np.quantile(t, 0.9))
+
+
+def _uno(t: np.ndarray, e: np.ndarray, r: np.ndarray, tau: float) -> float:
+    """Uno's C up to ``tau``, the censoring distribution estimated from these patients; NaN where undefined."""
+    from sksurv.metrics import concordance_index_ipcw
+    from sksurv.util import Surv
+
+    y = Surv.from_arrays(e.astype(bool), t)
+    try:
+        return float(concordance_index_ipcw(y, y, r, tau=tau)[0])
+    except ValueError:  # no comparable pair before tau, or censoring survival reaching 0 in a resample
+        return float("nan")
+
+
 def evaluate_risk(df: pd.DataFrame, target: str, group: str, n_bootstrap: int, seed: int, ci: float,
                   cut: float | None) -> pd.DataFrame:
     """C-index with a patient-bootstrap CI; with a cut-off, log-rank p and hazard ratios of the risk groups."""
@@ -53,16 +72,22 @@ def evaluate_risk(df: pd.DataFrame, target: str, group: str, n_bootstrap: int, s
         raise PredictionsError(f"group '{group}' of target '{target}' has no events (all censored); "
                                "a C-index needs events.")
     rng = np.random.default_rng(seed)
-    boot = []
+    tau = uno_tau(t)
+    boot, boot_uno = [], []
     for _ in track(range(n_bootstrap), "Bootstrap (survival)", total=n_bootstrap):
         idx = rng.integers(0, len(t), len(t))
         if e[idx].sum() > 0:
             boot.append(_concordance(t[idx], e[idx], r[idx]))
+            boot_uno.append(_uno(t[idx], e[idx], r[idx], tau))
     alpha = (1 - ci) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha]) if boot else (np.nan, np.nan)
     base = {"target": target, "class": CLASS, "group": group, "n": len(t), "n_pos": int(e.sum())}
-    rows = [{**base, "metric": "c_index", "threshold": "", "value": _concordance(t, e, r), "ci_low": lo,
-             "ci_high": hi, "n_bootstrap": len(boot)}]
+    rows = []
+    for metric, value, draws, note in (("c_index", _concordance(t, e, r), boot, ""),
+                                       ("c_index_uno", _uno(t, e, r, tau), boot_uno, f"tau={tau:.4g}")):
+        draws = [d for d in draws if np.isfinite(d)]
+        lo, hi = np.quantile(draws, [alpha, 1 - alpha]) if draws else (np.nan, np.nan)
+        rows.append({**base, "metric": metric, "threshold": note, "value": value, "ci_low": lo, "ci_high": hi,
+                     "n_bootstrap": len(draws)})
     z = (r - r.mean()) / (r.std() or 1.0)
     cox = CoxPHFitter().fit(pd.DataFrame({"t": t, "e": e, "z": z}), "t", "e")
     s = cox.summary.loc["z"]
@@ -133,6 +158,12 @@ def risk_headline(table: pd.DataFrame, target: str, ci: float) -> dict:
     text = f"C-index {c['value']:.2f}"
     if not np.isnan(c["ci_low"]):
         text += f" ({ci:.0%} CI {c['ci_low']:.2f}-{c['ci_high']:.2f})"
+    censored = 1 - c["n_pos"] / c["n"]
+    if censored >= HEAVY_CENSORING and "c_index_uno" in pooled.index:
+        u = pooled.loc["c_index_uno"]
+        text += f"; {censored:.0%} censored, Uno's C {u['value']:.2f}"
+        if not np.isnan(u["ci_low"]):
+            text += f" ({ci:.0%} CI {u['ci_low']:.2f}-{u['ci_high']:.2f}, {u['threshold']})"
     groups = ""
     if "logrank_p" in pooled.index:
         cut, hr = pooled.loc["threshold"], pooled.loc["hr_high_vs_low"]

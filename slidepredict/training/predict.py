@@ -46,7 +46,7 @@ def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel
     if missing:
         raise CheckpointError(
             f"{path}: this {meta.model} head was trained by slidepredict {meta.slidepredict_version}, "
-            f"whose tile positions meant something else (no '{missing[0]}'); retrain it with this version"
+            f"whose {meta.model} head was built differently (no '{missing[0]}'); retrain it with this version"
         )
     model = create_mil(meta.model, meta.spec.dim, meta.n_outputs, **meta.model_hparams)
     # Checkpoints from before feature standardisation carry no statistics: they saw raw features.
@@ -64,7 +64,8 @@ def predict_bag(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One complete bag -> class probabilities (C,), attention (N,) summing to 1, per-tile class probabilities (N, C).
 
-    For a continuous target: the predicted value (1,) and each tile's own value (N, 1), in the target's units.
+    For a continuous target: the predicted value (1,) and each tile's own value (N, 1), in the target's units;
+    for a survival target: the risk (1,) and each tile's own risk (N, 1).
     ``coords`` are tile positions in microns (``Cohort.load_bag``, ``featurefile.positions_um``).
     Per-tile probabilities are the softmax of the head's per-tile logits: the model's verdict on
     a bag made of that tile alone.
@@ -80,6 +81,8 @@ def predict_bag(
         mean, sd = loaded.meta.target_scale
         return ((out.logits[0] * sd + mean).cpu().numpy(), out.attention[0].cpu().numpy(),
                 (out.tile_scores[0] * sd + mean).cpu().numpy())
+    if loaded.meta.target_kind == "survival":  # the risk (log hazard ratio) and each tile's own risk, as trained
+        return out.logits[0].cpu().numpy(), out.attention[0].cpu().numpy(), out.tile_scores[0].cpu().numpy()
     probs = torch.softmax(out.logits[0], -1)
     tiles = torch.softmax(out.tile_scores[0], -1)
     return probs.cpu().numpy(), out.attention[0].cpu().numpy(), tiles.cpu().numpy()
