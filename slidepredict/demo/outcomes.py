@@ -23,8 +23,12 @@ def signal_share(slides: list) -> float:
 
 def outcome_columns(slides_of: dict[str, list], seed: int) -> dict[str, list[str]]:
     """patient order of ``slides_of`` -> the score, time and event columns (as written to clini.csv)."""
+    return outcomes_of_shares(np.array([signal_share(v) for v in slides_of.values()]), seed)
+
+
+def outcomes_of_shares(share: np.ndarray, seed: int) -> dict[str, list[str]]:
+    """Each patient's signal share -> the score, time and event columns (strings, as written to clini.csv)."""
     rng = np.random.default_rng(seed + 7919)
-    share = np.array([signal_share(v) for v in slides_of.values()])
     z = share / max(float(share.max()), 1e-9)  # 0 (no signal) .. 1 (the patient with the most)
     score = 10.0 * share + rng.normal(0.0, 0.1, len(share))
     time = rng.exponential(60.0 * np.exp(-2.5 * (z - 0.5)))

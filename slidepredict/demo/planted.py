@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slidepredict.demo.outcomes import outcomes_of_shares
+
 ENCODER = "planted-features"
 TILE_UM, TILE_PX = 256.0, 224
 CLASSES = ("NEG", "POS")
@@ -49,6 +51,7 @@ class PlantedSpec:
     artefacts: float = 0.05  # share of tiles with pen ink (colour) or blur (texture), either class
     positive_fraction: float = 0.5
     stain_protocol: float = 0.0  # mean stain offset of the whole cohort (an external site: e.g. 1.0)
+    graded: bool = False  # every patient's share drawn from 0 .. 2 x witness_rate; POS above witness_rate
     seed: int = 0
     prefix: str = "PT"
 
@@ -61,6 +64,15 @@ class PlantedSpec:
         class difference in slide means at the ``mean_cap`` level whatever the witness rate.
         """
         return max(0.0, 1.0 - self.mean_cap / self.witness_rate) if self.witness_rate > 0 else 0.0
+
+    def graded_shift(self, share: float) -> float:
+        """Graded cohorts: the thin shift of all tiles that keeps slide means within ``mean_cap`` of each other.
+
+        A slide whose witness share is ``share`` also moves every tile by ``diffuse`` of what the
+        highest share (2 x witness_rate) would add over its own, so slide means change with the
+        share only at the ``mean_cap`` rate, as between the classes of a categorical cohort.
+        """
+        return self.diffuse * self.signal_shift * max(0.0, 2 * self.witness_rate - share)
 
     def external(self, n_patients: int | None = None) -> PlantedSpec:
         """The same biology at another site: other stain protocol, other patients and IDs."""
@@ -96,12 +108,15 @@ class _World:
         self.blur_dims = rng.choice(np.arange(c, d), size=max(1, d // 8), replace=False)
 
 
-def _slide(rng: np.random.Generator, spec: PlantedSpec, world: _World, carries: bool) -> tuple[np.ndarray, np.ndarray]:
+def _slide(rng: np.random.Generator, spec: PlantedSpec, world: _World, carries: bool,
+           share: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Tile features (N, D) float32 and which tiles are witnesses.
 
     A slide that carries the signal moves ``witness_rate`` of its tiles far along the signal
     direction; one that does not moves all its tiles a little, by ``spec.diffuse`` of that total
     amount, so slide means differ only faintly: mostly the distribution over tiles differs.
+    A graded cohort gives the slide its patient's ``share`` of witness tiles instead
+    (:meth:`PlantedSpec.graded_shift`).
     """
     n = int(rng.integers(spec.tiles[0], spec.tiles[1] + 1))
     mix = rng.dirichlet(np.full(spec.tissue_types, 2.0))
@@ -112,7 +127,12 @@ def _slide(rng: np.random.Generator, spec: PlantedSpec, world: _World, carries: 
     x[:, : spec.colour_dims] += stain
     witness = np.zeros(n, dtype=bool)
     k = max(1, int(round(spec.witness_rate * n))) if spec.witness_rate > 0 else 0
-    if carries and k:
+    if share is not None:
+        k = int(round(share * n))
+        witness[rng.choice(n, size=k, replace=False)] = True
+        x[witness] += spec.signal_shift * world.signal
+        x += spec.graded_shift(k / n) * world.signal
+    elif carries and k:
         witness[rng.choice(n, size=k, replace=False)] = True
         x[witness] += spec.signal_shift * world.signal
     else:
@@ -136,15 +156,21 @@ def make_planted_cohort(out_dir: str | os.PathLike[str], spec: PlantedSpec = Pla
     positive = np.zeros(spec.n_patients, dtype=bool)
     positive[rng.permutation(spec.n_patients)[: int(round(spec.n_patients * spec.positive_fraction))]] = True
     flipped = rng.random(spec.n_patients) < spec.label_noise
+    shares = rng.uniform(0.0, 2 * spec.witness_rate, spec.n_patients) if spec.graded else None
+    realised: list[float] = []
     cohort = PlantedCohort(root, features, root / "clini.csv", root / "slide.csv", target, {}, {})
     slide_rows = []
     for i in range(spec.n_patients):
         patient = f"{spec.prefix}-{i + 1:04d}"
+        if shares is not None:
+            positive[i] = shares[i] > spec.witness_rate
         cohort.labels[patient] = CLASSES[int(positive[i])]
         carries = positive[i] != flipped[i]  # label noise: the tissue disagrees with the label
+        flags = []
         for s in range(2 if rng.random() < spec.second_slide else 1):
             stem = f"{patient}-{s + 1}"
-            feats, witness = _slide(rng, spec, world, bool(carries))
+            feats, witness = _slide(rng, spec, world, bool(carries), None if shares is None else float(shares[i]))
+            flags.append(witness)
             coords = np.stack([np.arange(len(feats)) % 8, np.arange(len(feats)) // 8], axis=1).astype(np.int64) * 512
             write_h5_atomic(slide_h5_path(features, stem), {"features": feats, "coords": coords}, {
                 "encoder": ENCODER, "encoder_hash": f"planted-{spec.dim}", "tile_size_um": TILE_UM,
@@ -153,7 +179,11 @@ def make_planted_cohort(out_dir: str | os.PathLike[str], spec: PlantedSpec = Pla
             })
             cohort.witness[stem] = witness
             slide_rows.append([patient, stem])
-    _write_csv(cohort.clini_table, ["PATIENT", target], [[p, c] for p, c in cohort.labels.items()])
+        realised.append(float(np.concatenate(flags).mean()))
+    columns = {target: list(cohort.labels.values())}
+    if spec.graded:  # the continuous score and survival follow each patient's realised witness share
+        columns.update(outcomes_of_shares(np.array(realised), spec.seed))
+    _write_csv(cohort.clini_table, ["PATIENT", *columns], [[p, *row] for p, *row in zip(cohort.labels, *columns.values())])
     _write_csv(cohort.slide_table, ["PATIENT", "FILENAME"], slide_rows)
     np.savez_compressed(root / "witness.npz", **cohort.witness)
     (root / "spec.txt").write_text(repr(asdict(spec)) + "\n")
