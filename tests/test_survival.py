@@ -69,6 +69,9 @@ def test_crossval_orders_patients_by_risk(trained: dict) -> None:
     c = concordance_index(preds.OS_time, -preds.risk, preds.OS_event)
     assert c >= 0.75, c
     assert "3-fold cross-validation of 100 patients, pooled C-index" in trained["output"]
+    assert "mean-pool + ridge Cox regression, same folds: C-index" in " ".join(trained["output"].split())
+    ref = pd.read_csv(trained["cv"] / "baseline-mean-pool" / "patient-preds.csv")
+    assert set(ref.PATIENT) == set(preds.PATIENT) and (ref.model == "mean-pool + ridge Cox regression").all()
     point = json.loads((trained["cv"] / "operating-point.json").read_text())
     assert point["rule"] == "median risk" and point["thresholds"]["risk"] == pytest.approx(preds.risk.median())
 

@@ -1,4 +1,4 @@
-"""The reference a MIL head is read against: pooled tile features + logistic regression, on the same folds.
+"""The reference a MIL head is read against: pooled tile features + a linear model, on the same folds.
 
 A head that does not beat the mean of a patient's tile features fed to a logistic regression has not
 shown that it finds localised morphology; a cohort where that baseline scores as well as the head
@@ -16,7 +16,7 @@ import numpy as np
 
 from slidepredict.cohort.build import Cohort
 from slidepredict.core.progress import track
-from slidepredict.training.predict import predictions_frame, values_frame
+from slidepredict.training.predict import predictions_frame, risk_frame, values_frame
 
 # name -> how a patient's (tiles, dim) features become one vector
 POOLING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -33,13 +33,23 @@ def pooled_features(cohort: Cohort, pooling: str = DEFAULT) -> np.ndarray:
     return np.stack(rows).astype(np.float64)
 
 
+# target type -> the regression fitted on pooled features, as named in the predictions' ``model`` column
+REGRESSION = {"categorical": "logistic regression", "continuous": "ridge regression", "survival": "ridge Cox regression"}
+
+
 def fit_pooled(x: np.ndarray, y: np.ndarray, kind: str = "categorical") -> Any:
-    """Standardised features, then L2-regularised logistic regression (sklearn's defaults, multinomial), or
-    ridge regression for a continuous target."""
+    """Standardised features, then an L2-regularised regression: logistic (sklearn's defaults, multinomial),
+    ridge for a continuous target, a ridge-penalised Cox model (scikit-survival) for survival (y: time, event)."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if kind == "survival":
+        from sksurv.linear_model import CoxPHSurvivalAnalysis
+        from sksurv.util import Surv
+
+        return make_pipeline(StandardScaler(), CoxPHSurvivalAnalysis(alpha=1.0)).fit(
+            x, Surv.from_arrays(y[:, 1].astype(bool), y[:, 0]))
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000) if kind == "categorical" else Ridge()).fit(x, y)
 
 
@@ -64,6 +74,11 @@ def held_out_frame(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.nda
     frames = []
     for k, (split, model) in enumerate(zip(splits, models)):
         test = [index[p] for p in split["test"]]
+        if cohort.kind == "survival":  # the Cox model's linear predictor is the risk
+            df = risk_frame(split["test"], model.predict(x[test]), str(cohort.target), cohort.labels[test])  # type: ignore[index]
+            df["fold"] = k
+            frames.append(df)
+            continue
         if cohort.kind == "continuous":
             df = values_frame(split["test"], model.predict(x[test]), str(cohort.target),
                               [float(v) for v in cohort.labels[test]])  # type: ignore[index]
@@ -77,7 +92,7 @@ def held_out_frame(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.nda
         df["fold"] = k
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out["model"] = f"{pooling} + {'logistic' if cohort.kind == 'categorical' else 'ridge'} regression"
+    out["model"] = f"{pooling} + {REGRESSION[cohort.kind]}"
     return out
 
 

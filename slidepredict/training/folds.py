@@ -21,6 +21,7 @@ from slidepredict.core.batch import check_writable
 from slidepredict.cohort.build import Cohort
 from slidepredict.core.errors import CohortError, ConfigError
 from slidepredict.layout import COHORT_FILE, MODEL_FILE, PREDS_FILE, SPLITS_FILE, TRAIN_CONFIG_FILE, baseline_dir, fold_dir
+from slidepredict.training.baseline import REGRESSION
 from slidepredict.training.fitting import check_trainable, fit
 from slidepredict.training.predict import predict_cohort
 from slidepredict.training.settings import TrainSettings
@@ -129,7 +130,7 @@ def crossval(
         operating.write(out_dir, operating.OperatingPoint(
             target=str(cohort.target), thresholds={"risk": float(pooled["risk"].median())},
             rule="median risk", chosen_on=chosen_on, n_patients=len(pooled)))
-    if baseline is not None and cohort.kind != "survival":
+    if baseline is not None:
         from slidepredict.training.baseline import baseline_crossval
 
         ref = baseline_crossval(cohort, splits, baseline)
@@ -196,6 +197,5 @@ def baseline_note(out_dir: Path, pooling: str | None, target: str) -> str:
     if ref is None:
         return ""
     summary = json.loads((out_dir / COHORT_FILE).read_text())
-    categories = summary["categories"]
-    model = "logistic regression" if categories else "ridge regression"
-    return f"; {pooling} + {model}, same folds: {score_name(categories, summary.get('kind', 'categorical'))} {ref:.2f}"
+    categories, kind = summary["categories"], summary.get("kind", "categorical")
+    return f"; {pooling} + {REGRESSION[kind]}, same folds: {score_name(categories, kind)} {ref:.2f}"
