@@ -60,7 +60,7 @@ def test_trains_without_coords_and_gradients_are_finite(name: str) -> None:
     assert head.hparams and all(isinstance(v, (int, float, str)) for v in head.hparams.values())
 
 
-@pytest.mark.parametrize("name", ["attention", "mean"])
+@pytest.mark.parametrize("name", ["attention", "mean", "transformer"])
 def test_patient_logits_decompose_into_tile_scores(name: str) -> None:
     """Linear classifiers after pooling: logits = sum_i attention_i * tile_scores_i (what heatmaps rely on)."""
     head = create_mil(name, D, C).eval()
@@ -174,5 +174,5 @@ def test_a_transformer_checkpoint_from_before_physical_positions_is_refused(tmp_
     path = save_checkpoint(tmp_path / "old.ckpt", head.state_dict(), meta, {})
     with pytest.raises(CheckpointError) as e:
         load_model(path)
-    assert str(e.value) == (f"{path}: this transformer head was trained by slidepredict 0.9.0, whose tile positions "
-                            "meant something else (no 'min_period_um'); retrain it with this version")
+    assert str(e.value) == (f"{path}: this transformer head was trained by slidepredict 0.9.0, whose transformer head "
+                            "was built differently (no 'min_period_um'); retrain it with this version")

@@ -112,6 +112,22 @@ def uniform_attention(mask: torch.Tensor) -> torch.Tensor:
     return m / m.sum(-1, keepdim=True).clamp_min(1.0)
 
 
+def gated_attention(h: torch.Tensor, mask: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    """Gated attention (Ilse et al. 2018) over tiles, ``w . (tanh(V h) * sigmoid(U h))`` softmaxed over the valid ones.
+
+    ``head`` holds the layers as ``att_v``, ``att_u``, ``att_w`` (names kept stable for checkpoints).
+    """
+    scores = head.att_w(torch.tanh(head.att_v(h)) * torch.sigmoid(head.att_u(h))).squeeze(-1)
+    return masked_softmax(scores, mask)
+
+
+def gated_attention_layers(head: nn.Module, dim: int, attention_dim: int) -> None:
+    """Create the three layers :func:`gated_attention` reads on ``head``."""
+    head.att_v = nn.Linear(dim, attention_dim)
+    head.att_u = nn.Linear(dim, attention_dim)
+    head.att_w = nn.Linear(attention_dim, 1)
+
+
 def mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
     """The per-tile embedding every head starts with: reduces D (often 1,024+) to a small width."""
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))

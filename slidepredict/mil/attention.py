@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slidepredict.mil._base import MILHead, MILOutput, TopTileLoss, masked_softmax, mlp
+from slidepredict.mil._base import MILHead, MILOutput, TopTileLoss, gated_attention, gated_attention_layers, mlp
 from slidepredict.mil._registry import register_mil
 
 
@@ -25,15 +25,12 @@ class GatedAttentionMIL(TopTileLoss, MILHead):
                          instance_weight=instance_weight)
         self.instance_weight = float(instance_weight)
         self.embed = mlp(in_dim, hidden, dropout)
-        self.att_v = nn.Linear(hidden, attention_dim)
-        self.att_u = nn.Linear(hidden, attention_dim)
-        self.att_w = nn.Linear(attention_dim, 1)
+        gated_attention_layers(self, hidden, attention_dim)
         self.classifier = nn.Linear(hidden, n_classes)
 
     def forward(self, feats: torch.Tensor, coords: torch.Tensor | None, mask: torch.Tensor) -> MILOutput:
         h = self.embed(feats)
-        scores = self.att_w(torch.tanh(self.att_v(h)) * torch.sigmoid(self.att_u(h))).squeeze(-1)
-        att = masked_softmax(scores, mask)
+        att = gated_attention(h, mask, self)
         logits = self.classifier(torch.einsum("bn,bnd->bd", att, h))
         tile_scores = self.classifier(h) * mask.unsqueeze(-1)
         return MILOutput(logits=logits, attention=att, tile_scores=tile_scores)
