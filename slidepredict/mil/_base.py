@@ -83,7 +83,7 @@ class TopTileLoss:
     def loss(
         self, out: MILOutput, labels: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None
     ) -> torch.Tensor:
-        bag = F.cross_entropy(out.logits, labels, weight=weight)
+        bag = super().loss(out, labels, mask, weight)  # type: ignore[misc]  # the head's own patient loss
         if self.instance_weight <= 0:
             return bag
         return bag + self.instance_weight * F.cross_entropy(top_tile_logits(out.tile_scores, mask), labels, weight=weight)
