@@ -1,0 +1,111 @@
+"""Embed every unit (image, tile or cell) of an image cohort into the slide workflow's feature files.
+
+Each image becomes one ``<image>.h5`` (``features`` (N, D), ``coords`` the units' top-left corners
+in image pixels, attributes as in docs/formats.md plus the unit kind and crop size), written
+atomically and skipped on a rerun with the same settings, exactly like a slide's. A ``bags.csv``
+next to them maps each feature file to its bag: the image itself, or its well (``PLATE:WELL``),
+so cross-validation, deployment, statistics and heatmaps of the slide workflow run on cells
+unchanged, with the image table as the clinical table (``--patient-col BAG``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slidepredict.cells.images import Normalisation, load_rgb
+from slidepredict.cells.table import IMAGE, MPP, PLATE, WELL, ImageCohort
+from slidepredict.cells.units import UnitSettings, crop, make_units
+from slidepredict.core import batch
+from slidepredict.core.errors import CohortError
+from slidepredict.featurefile import COORDS, FEATURE_DATASETS, FEATURES, clean_partials, write_h5_atomic, write_once
+from slidepredict.features.extraction import Runner
+
+log = logging.getLogger("slidepredict")
+BAG = "BAG"
+BAGS_FILE = "bags.csv"
+BAG_KINDS = ("image", "well")
+
+
+def feature_stem(image: str) -> str:
+    """'plate 1/A01_s2.tif' -> 'plate 1__A01_s2': one flat folder of feature files, one per image."""
+    return Path(str(image).replace("\\", "/")).with_suffix("").as_posix().replace("/", "__")
+
+
+def bag_ids(cohort: ImageCohort, bag: str) -> list[str]:
+    """The bag of each image: itself, or its plate and well (an image table without WELL cannot bag by well)."""
+    df = cohort.table
+    if bag == "image":
+        return [str(v) for v in df[IMAGE]]
+    if bag != "well":
+        raise CohortError(f"unknown bag '{bag}'; --bag is one of {', '.join(BAG_KINDS)}")
+    if WELL not in df.columns:
+        raise CohortError(f"--bag well needs a {WELL} column in {cohort.source.name}")
+    plates = df[PLATE].fillna("").astype(str) if PLATE in df.columns else [""] * len(df)
+    return [f"{p}:{w}" if p else str(w) for p, w in zip(plates, df[WELL])]
+
+
+def embed_image(path: Path, name: str, target: Path, runner: Runner, units: UnitSettings, norm: Normalisation,
+                attrs: dict) -> str:
+    """One image's units -> one feature file; returns batch.DONE or SKIPPED (complete with the same settings)."""
+    px = int(runner.encoder.cfg.input_px)
+
+    def work() -> None:
+        rgb = load_rgb(path, norm)
+        boxes = make_units(rgb, path, name, units)
+        dim = runner.encoder.cfg.dim
+        feats = np.zeros((len(boxes), dim), np.float32)
+        for start in range(0, len(boxes), runner.params.batch_size):
+            part = boxes[start : start + runner.params.batch_size]
+            tiles = torch.from_numpy(np.stack([crop(rgb, b, px) for b in part]))
+            feats[start : start + len(part)] = runner.forward(tiles).numpy()
+        size = int(boxes[0, 2]) if len(boxes) else units.size
+        extra = {"n_tiles": len(boxes), "tile_size_level0": size, "slide_width": int(rgb.shape[1]),
+                 "slide_height": int(rgb.shape[0]), "precision": runner.precision}
+        write_h5_atomic(target, {FEATURES: feats.astype(runner.params.dtype), COORDS: boxes[:, :2]}, {**attrs, **extra})
+        if not len(boxes):
+            log.warning("%s: no %s found", name, units.kind)
+
+    return write_once(target, attrs, work, FEATURE_DATASETS)
+
+
+def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: Runner, units: UnitSettings,
+                 norm: Normalisation = Normalisation(), bag: str = "image", mpp: float | None = None,
+                 ) -> batch.BatchResult:
+    """Feature files for every image of ``cohort`` in ``out_dir/features`` and ``out_dir/bags.csv``."""
+    import pandas as pd
+
+    from slidepredict.core.atomic import write_text_atomic
+
+    bags = bag_ids(cohort, bag)
+    out = batch.check_writable(out_dir)
+    features = out / "features"
+    features.mkdir(exist_ok=True)
+    clean_partials(features)
+    enc = runner.encoder
+    base = {"encoder": enc.name, "encoder_hash": enc.encoder_hash, "tile_size_px": int(enc.cfg.input_px),
+            "stain_norm": "none", "unit": units.kind, "unit_size": int(units.size),
+            "normalisation": f"percentile {norm.low:g}-{norm.high:g} channels {list(norm.channels or [])}"}
+    df = cohort.table
+    stems = [feature_stem(v) for v in df[IMAGE]]
+    mpps = df[MPP] if MPP in df.columns else [np.nan] * len(df)
+    per_image = {Path(p): (str(name), stem, float(m) if np.isfinite(m) else mpp)
+                 for p, name, stem, m in zip(df["path"], df[IMAGE], stems, mpps)}
+
+    def work(path: Path) -> str:
+        name, stem, image_mpp = per_image[path]
+        attrs = dict(base)
+        if image_mpp:  # without a resolution, positions stay in pixels and tile sizes unrecorded
+            attrs["mpp"] = float(image_mpp)
+            if units.kind != "image":  # a whole image's size varies from image to image
+                attrs["tile_size_um"] = float(units.size * image_mpp)
+        return embed_image(path, name, features / f"{stem}.h5", runner, units, norm, attrs)
+
+    result = batch.run_per_slide(list(per_image), work, f"Embedding {units.kind} units with {enc.name}")
+    table = df.drop(columns=["path"]).assign(**{BAG: bags, "FILENAME": stems})
+    write_text_atomic(out / BAGS_FILE, table.to_csv(index=False))
+    return result

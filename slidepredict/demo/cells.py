@@ -1,0 +1,105 @@
+"""Synthetic microscopy images of cells with known classes and positions (tests, benchmarks, the cells demo).
+
+Each image is a field of view of one well: nuclei drawn as blurred, textured ellipses on a dark
+background with camera noise, written as 16-bit single-channel TIFF (fluorescence) or 8-bit PNG.
+A class sets the nuclei's shape (``round``: small and round; ``elongated``: larger, stretched;
+``fragmented``: several small bright pieces, as in apoptosis), so a classifier must read
+morphology, not brightness: every image is scaled to the same intensity range. The table of the
+cohort (``images.csv``) has IMAGE, LABEL, PLATE, WELL and MPP; the true centres are returned.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = ("round", "elongated", "fragmented")
+
+
+@dataclass(frozen=True)
+class CellImageSpec:
+    """One synthetic image cohort."""
+
+    wells: tuple[str, ...] = ("A01", "A02", "B01", "B02")
+    images_per_well: int = 2
+    size: int = 256  # pixels, square
+    cells: tuple[int, int] = (12, 20)  # per image
+    classes: tuple[str, ...] = ("round", "elongated")  # by well, round-robin
+    mpp: float = 0.65
+    bit_depth: int = 16
+    seed: int = 0
+
+
+@dataclass
+class CellImages:
+    root: Path
+    table: Path
+    centres: dict[str, np.ndarray] = field(default_factory=dict)  # IMAGE -> (N, 2) x, y
+
+
+def _nucleus(canvas: np.ndarray, rng: np.random.Generator, x: float, y: float, shape: str) -> None:
+    """Add one nucleus (intensity ~1) around (x, y)."""
+    h, w = canvas.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    pieces = [(x, y, 1.0)]
+    if shape == "fragmented":
+        pieces = [(x + rng.normal(0, 4), y + rng.normal(0, 4), 0.45) for _ in range(int(rng.integers(3, 6)))]
+    for px, py, scale in pieces:
+        a = scale * (rng.uniform(5.0, 6.5) if shape != "elongated" else rng.uniform(9.0, 11.0))
+        b = scale * (rng.uniform(5.0, 6.5) if shape != "elongated" else rng.uniform(4.0, 5.0))
+        t = rng.uniform(0, np.pi)
+        u = ((xx - px) * np.cos(t) + (yy - py) * np.sin(t)) / a
+        v = (-(xx - px) * np.sin(t) + (yy - py) * np.cos(t)) / b
+        r2 = u**2 + v**2
+        inside = r2 < 1.5
+        canvas[inside] += rng.uniform(0.8, 1.0) / (1.0 + np.exp(8.0 * (r2[inside] - 1.0)))
+
+
+def _place(rng: np.random.Generator, n: int, size: int, gap: float = 26.0) -> np.ndarray:
+    """Up to ``n`` centres at least ``gap`` px apart and 16 px inside the border."""
+    centres: list[tuple[float, float]] = []
+    for _ in range(n * 50):
+        c = rng.uniform(16, size - 16, 2)
+        if all((c[0] - x) ** 2 + (c[1] - y) ** 2 >= gap**2 for x, y in centres):
+            centres.append((float(c[0]), float(c[1])))
+            if len(centres) == n:
+                break
+    return np.array(centres, dtype=np.float64).reshape(-1, 2)
+
+
+def make_cell_images(out_dir: str | os.PathLike[str], spec: CellImageSpec = CellImageSpec()) -> CellImages:
+    """Write the images and ``images.csv``; deterministic in ``spec.seed``."""
+    from PIL import Image
+
+    root = Path(out_dir)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    made = CellImages(root, root / "images.csv")
+    rows = []
+    for w, well in enumerate(spec.wells):
+        label = spec.classes[w % len(spec.classes)]
+        for i in range(spec.images_per_well):
+            centres = _place(rng, int(rng.integers(spec.cells[0], spec.cells[1] + 1)), spec.size)
+            canvas = np.zeros((spec.size, spec.size))
+            for x, y in centres:
+                _nucleus(canvas, rng, x, y, label)
+            canvas = canvas + rng.normal(0.05, 0.02, canvas.shape)
+            canvas = np.clip(canvas / max(float(canvas.max()), 1e-9), 0, 1)
+            name = f"{well}_s{i + 1}.tif" if spec.bit_depth == 16 else f"{well}_s{i + 1}.png"
+            if spec.bit_depth == 16:
+                import tifffile
+
+                tifffile.imwrite(root / "images" / name, (200 + canvas * 3000).astype(np.uint16))
+            else:
+                Image.fromarray((canvas * 255).astype(np.uint8)).save(root / "images" / name)
+            made.centres[name] = centres
+            rows.append([name, label, "P1", well, f"{spec.mpp:g}"])
+    with open(made.table, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["IMAGE", "LABEL", "PLATE", "WELL", "MPP"])
+        writer.writerows(rows)
+    return made

@@ -1,0 +1,173 @@
+"""Image cohorts of cells: the table's checks, image reading and normalisation, cell units, embedding.
+
+Synthetic images (``slidepredict.demo.cells``) know where every nucleus is, so the detectors are
+scored against the truth; the real CRC tiles in tests/data are read as an 8-class image cohort.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from slidepredict.cells.images import Normalisation, load_rgb, read_image
+from slidepredict.cells.table import read_image_table
+from slidepredict.cells.units import UnitSettings, crop, make_units
+from slidepredict.core.errors import CohortError, SlideError
+from slidepredict.demo.cells import CellImageSpec, make_cell_images
+
+CRC = Path(__file__).parent / "data" / "tiles" / "crc-val-he-7k"
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("cells")
+    return make_cell_images(root, CellImageSpec(classes=("round", "elongated", "fragmented")))
+
+
+def _message(fn, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises((CohortError, SlideError)) as e:
+        fn(*args, **kwargs)
+    return str(e.value)
+
+
+def test_table_checks_name_the_file_and_the_fix(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    images = field.root / "images"
+    table = pd.read_csv(field.table, dtype=str)
+    path = tmp_path / "plate.csv"
+
+    def check(df: pd.DataFrame, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        df.to_csv(path, index=False)
+        return _message(read_image_table, path, images, ["LABEL"], **kwargs)
+
+    assert check(table.iloc[1:]) == (f"1 image(s) in {images} have no row in plate.csv: 'A01_s1.tif'; "
+                                     "add rows for them or move them out of the folder")
+    extra = pd.concat([table, table.iloc[:1].assign(IMAGE="Z99_s1.tif")])
+    assert check(extra) == (f"1 row(s) of plate.csv name images not in {images}: 'Z99_s1.tif'; "
+                            "fix the names or remove the rows")
+    assert check(table.assign(WELL=["Q05"] + list(table.WELL[1:]))) == (
+        "'WELL' in plate.csv has 'Q05' (image 'A01_s1.tif'), not a well of a 96-well plate (rows A-H, "
+        "columns 1-12); fix the well or set --plate-format")
+    assert check(table.assign(COMPOUND="DMSO"), control="dsmo") == (
+        "control 'dsmo' occurs nowhere in 'COMPOUND' of plate.csv (values: 'DMSO'); check the spelling")
+    assert check(table.assign(MPP=["0.65"] * 7 + ["abc"])) == (
+        "'MPP' in plate.csv must be a positive number of microns per pixel; image 'B02_s2.tif' has 'abc'")
+    assert check(pd.concat([table, table.iloc[:1]])) == "plate.csv lists 'A01_s1.tif' more than once; one row per image"
+    assert check(table.drop(columns="LABEL")) == (
+        "image table column 'LABEL' not in plate.csv (columns: IMAGE, PLATE, WELL, MPP); "
+        "check the spelling or set the column name option")
+    # the extension may be left out, wells are normalised ('b2' -> 'B02'), a 384-well plate takes row P
+    ok = table.assign(IMAGE=table.IMAGE.str.replace(".tif", ""), WELL=["b2", "A1", "P24", "A01", "A02", "B01", "B2", "c3"])
+    ok.to_csv(path, index=False)
+    cohort = read_image_table(path, images, ["LABEL"], plate_wells=384)
+    assert cohort.table.WELL.tolist() == ["B02", "A01", "P24", "A01", "A02", "B01", "B02", "C03"]
+    assert [p.name for p in cohort.paths] == table.IMAGE.tolist()
+
+
+def test_images_of_every_kind_become_8_bit_rgb(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    grey16 = (rng.random((40, 50)) * 600 + 100).astype(np.uint16)  # a dim 16-bit fluorescence image
+    tifffile.imwrite(tmp_path / "g16.tif", grey16)
+    Image.fromarray((rng.random((40, 50)) * 255).astype(np.uint8)).save(tmp_path / "g8.png")
+    Image.fromarray((rng.random((40, 50, 3)) * 255).astype(np.uint8)).save(tmp_path / "rgb.png")
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([grey16, grey16 // 2, grey16 // 3]), photometric="minisblack")
+    for name, channels in (("g16.tif", 1), ("g8.png", 1), ("rgb.png", 3), ("stack.tif", 3)):
+        assert read_image(tmp_path / name).shape == (40, 50, channels)
+        rgb = load_rgb(tmp_path / name)
+        assert rgb.shape == (40, 50, 3) and rgb.dtype == np.uint8
+        assert rgb.max() == 255 and rgb.min() == 0  # stretched between percentiles, per channel
+    assert (load_rgb(tmp_path / "g16.tif")[:, :, 0] == load_rgb(tmp_path / "g16.tif")[:, :, 2]).all()  # grey
+    two = load_rgb(tmp_path / "stack.tif", Normalisation(channels=(2, 0)))
+    assert (two[:, :, 2] == 0).all() and two[:, :, 0].max() == 255
+    tifffile.imwrite(tmp_path / "blank.tif", np.full((30, 30), 812, np.uint16))
+    assert _message(load_rgb, tmp_path / "blank.tif") == (
+        f"{tmp_path / 'blank.tif'}: every pixel has the value 812 (16-bit); the image is blank (a failed export?); "
+        "re-export it or remove it and its table row")
+    assert _message(load_rgb, tmp_path / "g8.png", Normalisation(channels=(1,))) == (
+        f"{tmp_path / 'g8.png'}: has 1 channel(s); channels [1] were asked for")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    assert _message(read_image, tmp_path / "broken.png").startswith(f"{tmp_path / 'broken.png'}: cannot be read as an image")
+
+
+@pytest.mark.parametrize("detector", ["nuclei", "brightfield"])
+def test_detectors_find_the_planted_nuclei(field, detector: str) -> None:  # type: ignore[no-untyped-def]
+    """Round and elongated nuclei: every one found once, centre within 5 px (fragmented ones are several objects)."""
+    table = pd.read_csv(field.table)
+    for name, label in zip(table.IMAGE, table.LABEL):
+        if label == "fragmented":
+            continue
+        path = field.root / "images" / name
+        boxes = make_units(load_rgb(path), path, name, UnitSettings(kind=detector, size=48))
+        found, truth = boxes[:, :2] + 24, field.centres[name]
+        assert len(found) == len(truth), (name, len(found), len(truth))
+        nearest = np.sqrt(((found[:, None] - truth[None]) ** 2).sum(-1)).min(0)
+        assert (nearest < 5).all(), (name, nearest.max())
+
+
+def test_masks_centroids_tiles_and_whole_images(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name = "A01_s1.tif"
+    path = field.root / "images" / name
+    rgb = load_rgb(path)
+    labels = np.zeros(rgb.shape[:2], np.uint16)
+    labels[10:20, 30:42] = 1
+    labels[100:130, 50:60] = 7
+    labels[200:202, 5:7] = 3  # 4 px: below min_area, dropped
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "masks" / "A01_s1.tif", labels)
+    boxes = make_units(rgb, path, name, UnitSettings(kind="mask", size=20, masks=tmp_path / "masks"))
+    assert boxes.tolist() == [[26, 5, 20], [45, 105, 20]]  # centres (35.5, 14.5), (54.5, 114.5); halves round up
+    assert _message(make_units, rgb, path, "B01_s1.tif", UnitSettings(kind="mask", masks=tmp_path / "masks")) == (
+        f"no label mask for image 'B01_s1.tif' in {tmp_path / 'masks'} (expected B01_s1.tif or .png)")
+    table = pd.DataFrame({"IMAGE": [name, name, "other.tif"], "X": [10.0, 200.0, 5.0], "Y": [20.0, 30.0, 5.0]})
+    boxes = make_units(rgb, path, name, UnitSettings(kind="centroids", size=16, centroids=table))
+    assert boxes.tolist() == [[2, 12, 16], [192, 22, 16]]
+    assert len(make_units(rgb, path, name, UnitSettings(kind="tiles", size=100))) == 4  # 256 px: 2 x 2 whole tiles
+    assert make_units(rgb[:, :200], path, name, UnitSettings(kind="image")).tolist() == [[-28, 0, 256]]
+    edge = crop(rgb, np.array([-10, -10, 20]), 20)
+    assert (edge[:10, :10] == 0).all() and (edge[10:, 10:] == rgb[:10, :10]).all()
+    assert _message(make_units, rgb, path, name, UnitSettings(kind="cellpose")) == (
+        "unknown unit 'cellpose'; --unit is one of image, tiles, nuclei, brightfield, mask, centroids")
+
+
+def test_embedded_cells_are_a_cohort_of_the_slide_workflow(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Feature files + bags.csv that build_cohort reads as it reads slides; a rerun redoes nothing."""
+    from slidepredict.cells.extract import BAGS_FILE, embed_cohort
+    from slidepredict.cohort import build_cohort
+    from slidepredict.featurefile import read_attrs
+    from slidepredict.features._builder import load_encoder
+    from slidepredict.features.extraction import Runner
+    from slidepredict.features.settings import ExtractSettings
+
+    cohort = read_image_table(field.table, field.root / "images", ["LABEL"])
+    settings = ExtractSettings(encoder="stain-texture", threads=1)
+    runner = Runner(load_encoder(settings.encoder, settings.weights), settings)
+    units = UnitSettings(kind="nuclei", size=48)
+    result = embed_cohort(cohort, tmp_path / "out", runner, units, bag="well")
+    assert len(result.done) == 8 and not result.failed
+    bags = pd.read_csv(tmp_path / "out" / BAGS_FILE)
+    assert bags.BAG.tolist() == ["P1:A01", "P1:A01", "P1:A02", "P1:A02", "P1:B01", "P1:B01", "P1:B02", "P1:B02"]
+    attrs = read_attrs(tmp_path / "out" / "features" / "A01_s1.h5")
+    assert attrs["unit"] == "nuclei" and attrs["n_tiles"] == len(field.centres["A01_s1.tif"])
+    assert attrs["mpp"] == pytest.approx(0.65) and attrs["tile_size_um"] == pytest.approx(48 * 0.65)
+    wells = build_cohort(tmp_path / "out" / "features", tmp_path / "out" / BAGS_FILE, tmp_path / "out" / BAGS_FILE,
+                         target="LABEL", patient_col="BAG")
+    assert len(wells) == 4 and wells.categories == ["elongated", "fragmented", "round"]
+    feats, where = wells.load_bag("P1:A01")
+    assert feats.shape == (len(field.centres["A01_s1.tif"]) + len(field.centres["A01_s2.tif"]), 52)
+    again = embed_cohort(cohort, tmp_path / "out", runner, units, bag="well")
+    assert len(again.skipped) == 8 and not again.done
+
+
+def test_real_crc_tiles_as_an_image_cohort(tmp_path: Path) -> None:
+    """The 32 CRC-VAL-HE-7K tiles, one class per tile, read as whole-image units of an 8-class cohort."""
+    rows = [{"IMAGE": p.name, "TISSUE": p.name.split("-")[0]} for p in sorted(CRC.glob("*.png"))]
+    pd.DataFrame(rows).to_csv(tmp_path / "tiles.csv", index=False)
+    cohort = read_image_table(tmp_path / "tiles.csv", CRC, ["TISSUE"])
+    assert len(cohort.table) == 32 and cohort.table.TISSUE.nunique() == 8
+    rgb = load_rgb(cohort.paths[0])
+    assert rgb.shape == (224, 224, 3)
+    assert make_units(rgb, cohort.paths[0], rows[0]["IMAGE"], UnitSettings(kind="image")).tolist() == [[0, 0, 224]]
