@@ -171,3 +171,36 @@ def test_real_crc_tiles_as_an_image_cohort(tmp_path: Path) -> None:
     rgb = load_rgb(cohort.paths[0])
     assert rgb.shape == (224, 224, 3)
     assert make_units(rgb, cohort.paths[0], rows[0]["IMAGE"], UnitSettings(kind="image")).tolist() == [[0, 0, 224]]
+
+
+def test_cells_command_and_its_config(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`slidepredict cells` from flags and from a config's cells: section; `run` says it does not take them yet."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from slidepredict.cli import app
+    from slidepredict.config import load_config
+    from slidepredict.core.errors import SlidePredictError
+    from slidepredict.pipeline.run import run_workflow
+
+    args = ["--images", field.root / "images", "--image-table", field.table, "--encoder", "stain-texture",
+            "--unit", "nuclei", "--unit-size", "48", "--bag", "well"]
+    res = CliRunner().invoke(app, ["cells", *map(str, args), "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "8 done, 0 already complete, 0 failed" in res.output
+    assert len(list((tmp_path / "a" / "features").glob("*.h5"))) == 8
+    bad = CliRunner().invoke(app, ["cells", *map(str, args), "--unit", "cellpose", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "'--unit' must be one of brightfield, centroids, image, mask, nuclei, tiles" in bad.output
+    assert not (tmp_path / "b").exists()
+    config = {"output_dir": str(tmp_path / "run"), "cohort": {"slides_dir": str(tmp_path)},
+              "cells": {"images": str(field.root / "images"), "table": str(field.table), "unit": "tiles",
+                        "unit_size": 128}, "extract": {"encoder": "stain-texture"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    res = CliRunner().invoke(app, ["cells", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "c" / "bags.csv").BAG.tolist() == pd.read_csv(field.table).IMAGE.tolist()
+    with pytest.raises(SlidePredictError) as e:
+        run_workflow(load_config(tmp_path / "c.yaml"))
+    assert str(e.value) == ("`slidepredict run` does not run image cohorts yet; the cells: section is read by "
+                            "`slidepredict cells --config`, whose bags.csv then feeds `crossval` (docs/cells.md)")
+    assert not (tmp_path / "run").exists()

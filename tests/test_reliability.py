@@ -52,6 +52,7 @@ def _refused(c: dict[str, Path], out: Path) -> dict[str, list[object]]:
         "heatmaps": ["heatmaps", "--model", c["root"] / "no-model.ckpt", "--features", c["feats"], "--slides", c["empty"],
                      "--out", out],
         "report": ["report", c["root"] / "no-run", "--out", out / "report.html"],
+        "cells": ["cells", "--images", c["empty"], "--image-table", c["clini"], "--encoder", "stain-texture", "--out", out],
     }
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from slidepredict.cells.images import Normalisation, load_rgb
-from slidepredict.cells.table import IMAGE, MPP, PLATE, WELL, ImageCohort
+from slidepredict.cells.table import IMAGE, MPP, PLATE, WELL, ImageCohort, read_image_table
 from slidepredict.cells.units import UnitSettings, crop, make_units
 from slidepredict.core import batch
 from slidepredict.core.errors import CohortError
@@ -109,3 +110,22 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
     table = df.drop(columns=["path"]).assign(**{BAG: bags, "FILENAME": stems})
     write_text_atomic(out / BAGS_FILE, table.to_csv(index=False))
     return result
+
+
+def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch.BatchResult:
+    """`slidepredict cells`: check the table, load the encoder once, embed every image (settings objects in)."""
+    from slidepredict.cohort.tables import read_table, require_columns
+    from slidepredict.features._builder import load_encoder
+
+    cohort = read_image_table(cells.table, cells.images, plate_wells=cells.plate_format)
+    centroids = None
+    if cells.centroids is not None:
+        centroids = read_table(cells.centroids)
+        require_columns(centroids, [IMAGE, "X", "Y"], Path(cells.centroids), "centroid table")
+        centroids = centroids.assign(X=centroids["X"].astype(float), Y=centroids["Y"].astype(float))
+    units = UnitSettings(kind=cells.unit, size=cells.unit_size, min_area=cells.min_area, masks=cells.masks,
+                         centroids=centroids)
+    norm = Normalisation(low=cells.low, high=cells.high, channels=tuple(cells.channels) if cells.channels else None)
+    runner = Runner(load_encoder(extract.encoder, extract.weights), extract)  # fails before any output
+    runner.check_tile_size(int(runner.encoder.cfg.input_px))
+    return embed_cohort(cohort, out, runner, units, norm, bag=cells.bag, mpp=cells.mpp)

@@ -149,3 +149,8 @@ def make_units(rgb: np.ndarray, path: Path, name: str, settings: UnitSettings) -
     if settings.kind not in UNITS:
         raise CohortError(f"unknown unit '{settings.kind}'; --unit is one of {', '.join(UNITS.names())}")
     return UNITS[settings.kind](rgb, path, name, settings)
+
+
+def list_units() -> list[str]:
+    """Registered unit kinds, in registration order."""
+    return UNITS.names()

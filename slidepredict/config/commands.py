@@ -106,6 +106,11 @@ def _extract(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str,
     return {"slides": [cfg.cohort.slides_dir], "out": layout.features, "coords": layout.tiles}
 
 
+@_register("cells", Uses("cells"), Uses("extract", skip=("stain_norm", "stain_ref", "workers")))
+def _cells(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"out": layout.root / "cells"}
+
+
 @_register("crossval", _TABLES, Uses("training"))
 def _crossval(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     return {"features": layout.features, "out": layout.crossval_root}

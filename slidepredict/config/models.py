@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from slidepredict.cells.settings import CellSettings
 from slidepredict.cohort.settings import CohortSettings
 from slidepredict.core.settings import Settings, setting
 from slidepredict.deploy.settings import DeploySettings
@@ -34,3 +35,4 @@ class RunConfig(Settings):
     stats: StatsSettings = setting(default_factory=StatsSettings)
     heatmaps: HeatmapSettings = setting(default_factory=HeatmapSettings)
     report: ReportSettings = setting(default_factory=ReportSettings)
+    cells: CellSettings | None = None

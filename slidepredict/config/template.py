@@ -23,9 +23,16 @@ EXAMPLES: dict[str, Any] = {
     "deploy.slides_dir": "external/slides/",
     "deploy.clini_table": "external/clini.csv",
     "deploy.slide_table": "external/slides.csv",
+    "cells.images": "images/",
+    "cells.table": "images.csv",
 }
 # Optional sections the template switches on, because most runs want them.
 TEMPLATE_SECTIONS = ("training",)
+# Optional sections the template shows commented out, with what uncommenting them does.
+COMMENTED_SECTIONS = {
+    "deploy": "uncomment to validate on an external cohort",
+    "cells": "uncomment for a cohort of microscopy images, read by `slidepredict cells --config` (docs/cells.md)",
+}
 
 
 def _submodel(field: Any) -> type[BaseModel] | None:
@@ -61,13 +68,13 @@ def template_yaml(model: type[BaseModel] = RunConfig, prefix: str = "", indent: 
         desc = field.description or ((sub.__doc__ or "").strip().splitlines() or [""])[0]
         if sub is not None:
             optional = field.default is None
-            if optional and name not in TEMPLATE_SECTIONS and name != "deploy":
+            if optional and name not in TEMPLATE_SECTIONS and name not in COMMENTED_SECTIONS:
                 continue
             if desc:
                 lines.append(f"{pad}# {desc}")
             body = template_yaml(sub, f"{key}.", indent + 1)
-            if optional and name == "deploy":
-                lines.append(f"{pad}# (optional) uncomment to validate on an external cohort")
+            if optional and name in COMMENTED_SECTIONS:
+                lines.append(f"{pad}# (optional) {COMMENTED_SECTIONS[name]}")
                 lines.append(f"{pad}# {name}:")
                 lines += [f"{pad}# {line[len(pad):]}" for line in body.splitlines() if line.strip()]
             else:

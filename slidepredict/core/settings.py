@@ -63,6 +63,7 @@ def is_per_target(model: type[BaseModel], name: str) -> bool:
 REGISTRIES: dict[str, tuple[str, str]] = {
     "encoders": ("slidepredict.features", "list_encoders"),
     "mil": ("slidepredict.mil", "list_mil"),
+    "units": ("slidepredict.cells.units", "list_units"),
 }
 
 

@@ -17,6 +17,7 @@ from slidepredict.core.settings import for_target
 
 if TYPE_CHECKING:
     from slidepredict.core.batch import BatchResult
+    from slidepredict.cells.settings import CellSettings
     from slidepredict.cohort.settings import CohortSettings
     from slidepredict.deploy.settings import DeploySettings
     from slidepredict.tiling.settings import TilingSettings
@@ -67,6 +68,14 @@ def extract(slides: list[Path], out: Path, cohort: CohortSettings, tiling: Tilin
     from slidepredict.features.extraction import extract as run_extract
 
     return run_extract(slides, out, extract, tiling=tiling, coords_dir=coords, shard=shard, mpp=cohort.mpp_choice())
+
+
+@writes()
+def cells(out: Path, cells: CellSettings, extract: ExtractSettings) -> BatchResult:
+    """Feature files per microscopy image (its units: the image, tiles or cells) and the bags table."""
+    from slidepredict.cells.extract import embed_images
+
+    return embed_images(cells, extract, out)
 
 
 @writes()

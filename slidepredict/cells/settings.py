@@ -1,0 +1,35 @@
+"""The `cells:` section: an image cohort of microscopy images, and how its units are cut and normalised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import field_validator
+
+from slidepredict.core.settings import Settings, registered, setting
+
+
+class CellSettings(Settings):
+    """Images, their table, and what one instance is (the whole image, a tile or a cell)."""
+
+    images: Path = setting(description="Folder of images (PNG/JPEG/TIFF, searched recursively).")
+    table: Path = setting(description="Image table: IMAGE plus labels and optional PLATE, WELL, COMPOUND, "
+                          "CONCENTRATION, TIMEPOINT, CONTROL, MPP.", flag="--image-table")
+    unit: str = setting("image", "What one instance is: image, tiles, nuclei (fluorescence), brightfield, "
+                        "mask (--masks) or centroids (--centroids).")
+    unit_size: int = setting(64, "Crop side in image pixels around a cell (tiles: the tile side).", gt=0)
+    min_area: int = setting(30, "Smallest cell kept, in pixels^2 (detected cells and mask labels).", ge=0)
+    masks: Path | None = setting(None, "Folder of label masks named like the images (unit: mask).")
+    centroids: Path | None = setting(None, "Table of cell centroids IMAGE, X, Y in image pixels (unit: centroids).")
+    bag: Literal["image", "well"] = setting("image", "What one prediction is about: an image, or a well (PLATE:WELL).")
+    plate_format: int = setting(96, "Wells per plate (6, 12, 24, 48, 96, 384, 1536): WELL names are checked against it.")
+    low: float = setting(1.0, "Lower percentile of each channel's intensity stretch.", ge=0, lt=100)
+    high: float = setting(99.8, "Upper percentile of each channel's intensity stretch.", gt=0, le=100)
+    channels: list[int] | None = setting(None, "Channels (0-based) fed to the encoder as R, G, B (null: the first three).")
+    mpp: float | None = setting(None, "Microns per pixel of images whose table row has no MPP.", gt=0)
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, v: str) -> str:
+        return registered("units", v)
