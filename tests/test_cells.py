@@ -201,6 +201,6 @@ def test_cells_command_and_its_config(field, tmp_path: Path) -> None:  # type: i
     assert pd.read_csv(tmp_path / "c" / "bags.csv").BAG.tolist() == pd.read_csv(field.table).IMAGE.tolist()
     with pytest.raises(SlidePredictError) as e:
         run_workflow(load_config(tmp_path / "c.yaml"))
-    assert str(e.value) == ("`slidepredict run` does not run image cohorts yet; the cells: section is read by "
-                            "`slidepredict cells --config`, whose bags.csv then feeds `crossval` (docs/cells.md)")
+    assert str(e.value) == ("`slidepredict run` does not run image cohorts yet; the cells: and screen: sections "
+                            "are read by `slidepredict cells --config` and `slidepredict screen --config` (docs/cells.md)")
     assert not (tmp_path / "run").exists()

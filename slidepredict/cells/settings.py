@@ -33,3 +33,12 @@ class CellSettings(Settings):
     @classmethod
     def _known_unit(cls, v: str) -> str:
         return registered("units", v)
+
+
+class ScreenSettings(Settings):
+    """How a screen's wells are scored against the negative controls (`slidepredict screen`)."""
+
+    score_class: str = setting(description="Class whose predicted probability scores a well (e.g. apoptosis).")
+    control: str = setting(description="Negative-control label in CONTROL (or COMPOUND), e.g. DMSO.")
+    z_hit: float = setting(3.0, "A compound-concentration is a hit when its wells' median robust z reaches this.", gt=0)
+    min_doses: int = setting(4, "Concentrations a compound needs for a dose-response fit.", ge=4)

@@ -111,6 +111,11 @@ def _cells(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, A
     return {"out": layout.root / "cells"}
 
 
+@_register("screen", Uses("screen"), Uses("cells", ("plate_format",)))
+def _screen(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"out": layout.root / "screen"}
+
+
 @_register("crossval", _TABLES, Uses("training"))
 def _crossval(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     return {"features": layout.features, "out": layout.crossval_root}

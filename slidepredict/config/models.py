@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slidepredict.cells.settings import CellSettings
+from slidepredict.cells.settings import CellSettings, ScreenSettings
 from slidepredict.cohort.settings import CohortSettings
 from slidepredict.core.settings import Settings, setting
 from slidepredict.deploy.settings import DeploySettings
@@ -36,3 +36,4 @@ class RunConfig(Settings):
     heatmaps: HeatmapSettings = setting(default_factory=HeatmapSettings)
     report: ReportSettings = setting(default_factory=ReportSettings)
     cells: CellSettings | None = None
+    screen: ScreenSettings | None = None

@@ -25,6 +25,8 @@ EXAMPLES: dict[str, Any] = {
     "deploy.slide_table": "external/slides.csv",
     "cells.images": "images/",
     "cells.table": "images.csv",
+    "screen.score_class": "apoptosis",
+    "screen.control": "DMSO",
 }
 # Optional sections the template switches on, because most runs want them.
 TEMPLATE_SECTIONS = ("training",)
@@ -32,6 +34,7 @@ TEMPLATE_SECTIONS = ("training",)
 COMMENTED_SECTIONS = {
     "deploy": "uncomment to validate on an external cohort",
     "cells": "uncomment for a cohort of microscopy images, read by `slidepredict cells --config` (docs/cells.md)",
+    "screen": "uncomment to score a screen's wells against its controls with `slidepredict screen --config`",
 }
 
 

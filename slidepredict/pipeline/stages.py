@@ -17,7 +17,7 @@ from slidepredict.core.settings import for_target
 
 if TYPE_CHECKING:
     from slidepredict.core.batch import BatchResult
-    from slidepredict.cells.settings import CellSettings
+    from slidepredict.cells.settings import CellSettings, ScreenSettings
     from slidepredict.cohort.settings import CohortSettings
     from slidepredict.deploy.settings import DeploySettings
     from slidepredict.tiling.settings import TilingSettings
@@ -76,6 +76,14 @@ def cells(out: Path, cells: CellSettings, extract: ExtractSettings) -> BatchResu
     from slidepredict.cells.extract import embed_images
 
     return embed_images(cells, extract, out)
+
+
+@writes()
+def screen(preds: Path, bags: Path, out: Path, screen: ScreenSettings, cells: CellSettings) -> dict[str, Any]:
+    """Per-well scores, robust z and SSMD against the controls, hits and dose-response fits of a screen."""
+    from slidepredict.cells.screen import run_screen
+
+    return run_screen(preds, bags, out, screen, cells.plate_format)
 
 
 @writes()
