@@ -52,13 +52,13 @@ def test_table_checks_name_the_file_and_the_fix(field, tmp_path: Path) -> None: 
     assert check(table.assign(WELL=["Q05"] + list(table.WELL[1:]))) == (
         "'WELL' in plate.csv has 'Q05' (image 'A01_s1.tif'), not a well of a 96-well plate (rows A-H, "
         "columns 1-12); fix the well or set --plate-format")
-    assert check(table.assign(COMPOUND="DMSO"), control="dsmo") == (
-        "control 'dsmo' occurs nowhere in 'COMPOUND' of plate.csv (values: 'DMSO'); check the spelling")
+    assert check(table.assign(CONTROL="DMSO"), control="dsmo") == (
+        "control 'dsmo' occurs nowhere in 'CONTROL' of plate.csv (values: 'DMSO'); check the spelling")
     assert check(table.assign(MPP=["0.65"] * 7 + ["abc"])) == (
         "'MPP' in plate.csv must be a positive number of microns per pixel; image 'B02_s2.tif' has 'abc'")
     assert check(pd.concat([table, table.iloc[:1]])) == "plate.csv lists 'A01_s1.tif' more than once; one row per image"
     assert check(table.drop(columns="LABEL")) == (
-        "image table column 'LABEL' not in plate.csv (columns: IMAGE, PLATE, WELL, MPP); "
+        "image table column 'LABEL' not in plate.csv (columns: IMAGE, PLATE, WELL, MPP, CONTROL); "
         "check the spelling or set the column name option")
     # the extension may be left out, wells are normalised ('b2' -> 'B02'), a 384-well plate takes row P
     ok = table.assign(IMAGE=table.IMAGE.str.replace(".tif", ""), WELL=["b2", "A1", "P24", "A01", "A02", "B01", "B2", "c3"])
@@ -201,6 +201,6 @@ def test_cells_command_and_its_config(field, tmp_path: Path) -> None:  # type: i
     assert pd.read_csv(tmp_path / "c" / "bags.csv").BAG.tolist() == pd.read_csv(field.table).IMAGE.tolist()
     with pytest.raises(SlidePredictError) as e:
         run_workflow(load_config(tmp_path / "c.yaml"))
-    assert str(e.value) == ("`slidepredict run` does not run image cohorts yet; the cells: and screen: sections "
-                            "are read by `slidepredict cells --config` and `slidepredict screen --config` (docs/cells.md)")
+    assert str(e.value) == ("`slidepredict run` does not run image cohorts yet; the cells:, screen: and clusters: "
+                            "sections are read by the `cells`, `screen` and `clusters` commands' --config (docs/cells.md)")
     assert not (tmp_path / "run").exists()

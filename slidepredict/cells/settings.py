@@ -42,3 +42,19 @@ class ScreenSettings(Settings):
     control: str = setting(description="Negative-control label in CONTROL (or COMPOUND), e.g. DMSO.")
     z_hit: float = setting(3.0, "A compound-concentration is a hit when its wells' median robust z reaches this.", gt=0)
     min_doses: int = setting(4, "Concentrations a compound needs for a dose-response fit.", ge=4)
+
+
+class ClusterSettings(Settings):
+    """Sub-populations: how units are clustered and which groups are compared (`slidepredict clusters`)."""
+
+    k: int | None = setting(None, "Number of clusters (null: chosen between k_min and k_max by k_by).", ge=2)
+    k_by: Literal["davies-bouldin", "silhouette"] = setting(
+        "davies-bouldin", "How an automatic k is chosen: davies-bouldin weighs clusters alike (finds small "
+        "distinct ones), silhouette weighs units (favours a few large clusters).")
+    k_min: int = setting(2, "Smallest k tried when k is null.", ge=2)
+    k_max: int = setting(12, "Largest k tried when k is null.", ge=2)
+    sample: str = setting("BAG", "Column of bags.csv whose values are the samples (a bag, WELL, COMPOUND).")
+    group: str = setting("CONTROL", "Column of bags.csv with two values whose samples are compared (treated vs control).")
+    rare: float = setting(0.05, "A cluster with fewer than this share of all units is rare.", gt=0, lt=1)
+    alpha: float = setting(0.05, "False discovery rate (Benjamini-Hochberg) under which a cluster is enriched.", gt=0, lt=1)
+    seed: int = setting(0, "Random seed of the sampling and of k-means.", flag="--cluster-seed")

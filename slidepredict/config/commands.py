@@ -116,6 +116,15 @@ def _screen(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, 
     return {"out": layout.root / "screen"}
 
 
+@_register("clusters", Uses("clusters"))
+def _clusters(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    paths: dict[str, Any] = {"out": layout.root / "clusters"}
+    if cfg.cells is not None:
+        paths.update(features=layout.root / "cells" / "features", bags=layout.root / "cells" / "bags.csv",
+                     images=cfg.cells.images)
+    return paths
+
+
 @_register("crossval", _TABLES, Uses("training"))
 def _crossval(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     return {"features": layout.features, "out": layout.crossval_root}

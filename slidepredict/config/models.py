@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slidepredict.cells.settings import CellSettings, ScreenSettings
+from slidepredict.cells.settings import CellSettings, ClusterSettings, ScreenSettings
 from slidepredict.cohort.settings import CohortSettings
 from slidepredict.core.settings import Settings, setting
 from slidepredict.deploy.settings import DeploySettings
@@ -37,3 +37,4 @@ class RunConfig(Settings):
     report: ReportSettings = setting(default_factory=ReportSettings)
     cells: CellSettings | None = None
     screen: ScreenSettings | None = None
+    clusters: ClusterSettings | None = None

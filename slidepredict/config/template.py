@@ -35,6 +35,7 @@ COMMENTED_SECTIONS = {
     "deploy": "uncomment to validate on an external cohort",
     "cells": "uncomment for a cohort of microscopy images, read by `slidepredict cells --config` (docs/cells.md)",
     "screen": "uncomment to score a screen's wells against its controls with `slidepredict screen --config`",
+    "clusters": "uncomment to look for sub-populations with `slidepredict clusters --config`",
 }
 
 

@@ -3,9 +3,11 @@
 Each image is a field of view of one well: nuclei drawn as blurred, textured ellipses on a dark
 background with camera noise, written as 16-bit single-channel TIFF (fluorescence) or 8-bit PNG.
 A class sets the nuclei's shape (``round``: small and round; ``elongated``: larger, stretched;
-``fragmented``: several small bright pieces, as in apoptosis), so a classifier must read
-morphology, not brightness: every image is scaled to the same intensity range. The table of the
-cohort (``images.csv``) has IMAGE, LABEL, PLATE, WELL and MPP; the true centres are returned.
+``fragmented``: several small bright pieces, as in apoptosis; ``giant``: large and round, the rare
+sub-population a share of the treated wells' cells belong to), so a classifier must read morphology,
+not brightness: every image is scaled to the same intensity range. The table of the cohort
+(``images.csv``) has IMAGE, LABEL, PLATE, WELL, MPP and CONTROL; the true centres and which cells
+are rare are returned.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHAPES = ("round", "elongated", "fragmented")
+SHAPES = ("round", "elongated", "fragmented", "giant")
+# semi-axis ranges (px) of a shape's ellipse; the others are small and round
+AXES = {"elongated": ((9.0, 11.0), (4.0, 5.0)), "giant": ((10.5, 12.0), (10.5, 12.0))}
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class CellImageSpec:
     mpp: float = 0.65
     bit_depth: int = 16
     seed: int = 0
+    treated: tuple[str, ...] = ()  # wells whose CONTROL is 'treated' (the others: 'DMSO')
+    rare_shape: str = "giant"  # a rare sub-population of the treated wells
+    rare_share: float = 0.0  # share of a treated well's cells that are rare
 
 
 @dataclass
@@ -39,6 +46,7 @@ class CellImages:
     root: Path
     table: Path
     centres: dict[str, np.ndarray] = field(default_factory=dict)  # IMAGE -> (N, 2) x, y
+    rare: dict[str, np.ndarray] = field(default_factory=dict)  # IMAGE -> (N,) bool
 
 
 def _nucleus(canvas: np.ndarray, rng: np.random.Generator, x: float, y: float, shape: str) -> None:
@@ -49,8 +57,8 @@ def _nucleus(canvas: np.ndarray, rng: np.random.Generator, x: float, y: float, s
     if shape == "fragmented":
         pieces = [(x + rng.normal(0, 4), y + rng.normal(0, 4), 0.45) for _ in range(int(rng.integers(3, 6)))]
     for px, py, scale in pieces:
-        a = scale * (rng.uniform(5.0, 6.5) if shape != "elongated" else rng.uniform(9.0, 11.0))
-        b = scale * (rng.uniform(5.0, 6.5) if shape != "elongated" else rng.uniform(4.0, 5.0))
+        (a_lo, a_hi), (b_lo, b_hi) = AXES.get(shape, ((5.0, 6.5), (5.0, 6.5)))
+        a, b = scale * rng.uniform(a_lo, a_hi), scale * rng.uniform(b_lo, b_hi)
         t = rng.uniform(0, np.pi)
         u = ((xx - px) * np.cos(t) + (yy - py) * np.sin(t)) / a
         v = (-(xx - px) * np.sin(t) + (yy - py) * np.cos(t)) / b
@@ -59,7 +67,7 @@ def _nucleus(canvas: np.ndarray, rng: np.random.Generator, x: float, y: float, s
         canvas[inside] += rng.uniform(0.8, 1.0) / (1.0 + np.exp(8.0 * (r2[inside] - 1.0)))
 
 
-def _place(rng: np.random.Generator, n: int, size: int, gap: float = 26.0) -> np.ndarray:
+def _place(rng: np.random.Generator, n: int, size: int, gap: float = 30.0) -> np.ndarray:
     """Up to ``n`` centres at least ``gap`` px apart and 16 px inside the border."""
     centres: list[tuple[float, float]] = []
     for _ in range(n * 50):
@@ -85,8 +93,9 @@ def make_cell_images(out_dir: str | os.PathLike[str], spec: CellImageSpec = Cell
         for i in range(spec.images_per_well):
             centres = _place(rng, int(rng.integers(spec.cells[0], spec.cells[1] + 1)), spec.size)
             canvas = np.zeros((spec.size, spec.size))
-            for x, y in centres:
-                _nucleus(canvas, rng, x, y, label)
+            rare = rng.random(len(centres)) < (spec.rare_share if well in spec.treated else 0.0)
+            for (x, y), odd in zip(centres, rare):
+                _nucleus(canvas, rng, x, y, spec.rare_shape if odd else label)
             canvas = canvas + rng.normal(0.05, 0.02, canvas.shape)
             canvas = np.clip(canvas / max(float(canvas.max()), 1e-9), 0, 1)
             name = f"{well}_s{i + 1}.tif" if spec.bit_depth == 16 else f"{well}_s{i + 1}.png"
@@ -96,10 +105,10 @@ def make_cell_images(out_dir: str | os.PathLike[str], spec: CellImageSpec = Cell
                 tifffile.imwrite(root / "images" / name, (200 + canvas * 3000).astype(np.uint16))
             else:
                 Image.fromarray((canvas * 255).astype(np.uint8)).save(root / "images" / name)
-            made.centres[name] = centres
-            rows.append([name, label, "P1", well, f"{spec.mpp:g}"])
+            made.centres[name], made.rare[name] = centres, rare
+            rows.append([name, label, "P1", well, f"{spec.mpp:g}", "treated" if well in spec.treated else "DMSO"])
     with open(made.table, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["IMAGE", "LABEL", "PLATE", "WELL", "MPP"])
+        writer.writerow(["IMAGE", "LABEL", "PLATE", "WELL", "MPP", "CONTROL"])
         writer.writerows(rows)
     return made

@@ -35,8 +35,8 @@ class RunContext:
 StageFn = Callable[[RunContext], str | None]
 # Stages run in registration order; a stage returns a one-line summary, or None when not configured.
 # Commands that are not stages: stats (run computes it inside crossval), compare (a user's own pairs of
-# models), cells and screen (image cohorts, not run by `run` yet).
-NOT_STAGES = ("stats", "compare", "cells", "screen")
+# models), cells, screen and clusters (image cohorts, not run by `run` yet).
+NOT_STAGES = ("stats", "compare", "cells", "screen", "clusters")
 STAGES: Registry[StageFn] = Registry("stage")
 register_stage = STAGES.register
 
@@ -167,9 +167,9 @@ def run_workflow(cfg: RunConfig, only: list[str] | None = None) -> RunContext:
     from slidepredict.core.batch import check_writable
     from slidepredict.core.progress import add_logfile
 
-    if cfg.cells is not None or cfg.screen is not None:
-        raise SlidePredictError("`slidepredict run` does not run image cohorts yet; the cells: and screen: sections "
-                                "are read by `slidepredict cells --config` and `slidepredict screen --config` (docs/cells.md)")
+    if cfg.cells is not None or cfg.screen is not None or cfg.clusters is not None:
+        raise SlidePredictError("`slidepredict run` does not run image cohorts yet; the cells:, screen: and clusters: "
+                                "sections are read by the `cells`, `screen` and `clusters` commands' --config (docs/cells.md)")
     unknown = sorted(set(only or []) - set(STAGES))
     if unknown:
         raise SlidePredictError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGES)}")

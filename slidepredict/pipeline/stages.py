@@ -17,7 +17,7 @@ from slidepredict.core.settings import for_target
 
 if TYPE_CHECKING:
     from slidepredict.core.batch import BatchResult
-    from slidepredict.cells.settings import CellSettings, ScreenSettings
+    from slidepredict.cells.settings import CellSettings, ClusterSettings, ScreenSettings
     from slidepredict.cohort.settings import CohortSettings
     from slidepredict.deploy.settings import DeploySettings
     from slidepredict.tiling.settings import TilingSettings
@@ -84,6 +84,14 @@ def screen(preds: Path, bags: Path, out: Path, screen: ScreenSettings, cells: Ce
     from slidepredict.cells.screen import run_screen
 
     return run_screen(preds, bags, out, screen, cells.plate_format)
+
+
+@writes()
+def clusters(features: Path, bags: Path, images: Path, out: Path, clusters: ClusterSettings) -> dict[str, Any]:
+    """Sub-populations: clusters of unit embeddings, per-sample fractions, enrichment tests, a montage."""
+    from slidepredict.cells.clusters import run_clusters
+
+    return run_clusters(features, bags, images, out, clusters)
 
 
 @writes()
