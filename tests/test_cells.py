@@ -93,6 +93,32 @@ def test_images_of_every_kind_become_8_bit_rgb(tmp_path: Path) -> None:
     assert _message(read_image, tmp_path / "broken.png").startswith(f"{tmp_path / 'broken.png'}: cannot be read as an image")
 
 
+def test_a_cell_looks_the_same_whatever_its_neighbours(tmp_path: Path) -> None:
+    """Per-image stretching makes one nucleus dimmer beside brighter ones; cohort and fixed ranges do not."""
+    from slidepredict.cells.images import cohort_ranges
+    from slidepredict.cells.settings import CellSettings
+
+    lone = np.full((60, 60), 200, np.uint16)
+    lone[10:20, 10:20] = 1200
+    crowded = lone.copy()
+    crowded[30:50, 30:50] = 3000  # a brighter neighbour in the same field
+    tifffile.imwrite(tmp_path / "lone.tif", lone)
+    tifffile.imwrite(tmp_path / "crowded.tif", crowded)
+    per_image = Normalisation(scope="image")
+    assert load_rgb(tmp_path / "lone.tif", per_image)[15, 15, 0] == 255
+    assert load_rgb(tmp_path / "crowded.tif", per_image)[15, 15, 0] == 91  # the same nucleus, dimmed by its neighbour
+    ranges = cohort_ranges([tmp_path / "lone.tif", tmp_path / "crowded.tif"], Normalisation())
+    assert ranges == ((200.0, 3000.0),)
+    fixed = Normalisation(ranges=ranges)
+    assert load_rgb(tmp_path / "lone.tif", fixed)[15, 15, 0] == load_rgb(tmp_path / "crowded.tif", fixed)[15, 15, 0] == 91
+    assert fixed.describe() == "grey levels 200-3000, channels []"
+    assert _message(load_rgb, tmp_path / "lone.tif", Normalisation(ranges=((0, 1), (0, 1)))) == (
+        f"{tmp_path / 'lone.tif'}: has 1 channel(s) where the cohort's intensity range has 2; one cohort's images "
+        "need the same channels (or set channels)")
+    with pytest.raises(ValueError, match="give LO HI pairs, one per channel, each HI above its LO"):
+        CellSettings(images=tmp_path, table=tmp_path / "t.csv", intensity_range=[300, 200])
+
+
 @pytest.mark.parametrize("detector", ["nuclei", "brightfield"])
 def test_detectors_find_the_planted_nuclei(field, detector: str) -> None:  # type: ignore[no-untyped-def]
     """Round and elongated nuclei: every one found once, centre within 5 px (fragmented ones are several objects)."""

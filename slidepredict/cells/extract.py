@@ -10,15 +10,17 @@ unchanged, with the image table as the clinical table (``--patient-col BAG``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from slidepredict.cells.images import Normalisation, load_rgb
+from slidepredict.cells.images import Normalisation, cohort_ranges, load_rgb
 from slidepredict.cells.table import IMAGE, MPP, PLATE, WELL, ImageCohort, read_image_table
 from slidepredict.cells.units import UnitSettings, crop, make_units
 from slidepredict.core import batch
@@ -29,6 +31,7 @@ from slidepredict.features.extraction import Runner
 log = logging.getLogger("slidepredict")
 BAG = "BAG"
 BAGS_FILE = "bags.csv"
+NORM_FILE = "normalisation.json"  # the intensity range the units were cut with
 BAG_KINDS = ("image", "well")
 
 
@@ -90,8 +93,15 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
     enc = runner.encoder
     base = {"encoder": enc.name, "encoder_hash": enc.encoder_hash, "tile_size_px": int(enc.cfg.input_px),
             "stain_norm": "none", "unit": units.kind, "unit_size": int(units.size),
-            "normalisation": f"percentile {norm.low:g}-{norm.high:g} channels {list(norm.channels or [])}"}
+            }
     df = cohort.table
+    if norm.scope == "cohort" and norm.ranges is None:
+        norm = replace(norm, ranges=cohort_ranges([Path(p) for p in df["path"]], norm))
+    base["normalisation"] = norm.describe()
+    if norm.ranges:
+        flags = " ".join(f"--intensity-range {v:g}" for pair in norm.ranges for v in pair)
+        log.info("Intensity range %s (in %s; `%s` embeds other plates alike)",
+                 ", ".join(f"{lo:g}-{hi:g}" for lo, hi in norm.ranges), NORM_FILE, flags)
     stems = [feature_stem(v) for v in df[IMAGE]]
     mpps = df[MPP] if MPP in df.columns else [np.nan] * len(df)
     per_image = {Path(p): (str(name), stem, float(m) if np.isfinite(m) else mpp)
@@ -109,6 +119,8 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
     result = batch.run_per_slide(list(per_image), work, f"Embedding {units.kind} units with {enc.name}")
     table = df.drop(columns=["path"]).assign(**{BAG: bags, "FILENAME": stems})
     write_text_atomic(out / BAGS_FILE, table.to_csv(index=False))
+    write_text_atomic(out / NORM_FILE, json.dumps({"normalisation": base["normalisation"], "scope": norm.scope,
+                                                   "ranges": [list(r) for r in norm.ranges or []]}, indent=2))
     return result
 
 
@@ -125,7 +137,9 @@ def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch
         centroids = centroids.assign(X=centroids["X"].astype(float), Y=centroids["Y"].astype(float))
     units = UnitSettings(kind=cells.unit, size=cells.unit_size, min_area=cells.min_area, masks=cells.masks,
                          centroids=centroids)
-    norm = Normalisation(low=cells.low, high=cells.high, channels=tuple(cells.channels) if cells.channels else None)
+    norm = Normalisation(low=cells.low, high=cells.high, channels=tuple(cells.channels) if cells.channels else None,
+                         scope=cells.scope, ranges=None if cells.intensity_range is None else
+                         tuple(zip(cells.intensity_range[::2], cells.intensity_range[1::2])))
     runner = Runner(load_encoder(extract.encoder, extract.weights), extract)  # fails before any output
     runner.check_tile_size(int(runner.encoder.cfg.input_px))
     return embed_cohort(cohort, out, runner, units, norm, bag=cells.bag, mpp=cells.mpp)

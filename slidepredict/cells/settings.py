@@ -26,8 +26,22 @@ class CellSettings(Settings):
     plate_format: int = setting(96, "Wells per plate (6, 12, 24, 48, 96, 384, 1536): WELL names are checked against it.")
     low: float = setting(1.0, "Lower percentile of each channel's intensity stretch.", ge=0, lt=100)
     high: float = setting(99.8, "Upper percentile of each channel's intensity stretch.", gt=0, le=100)
+    scope: Literal["cohort", "image"] = setting(
+        "cohort", "Where the percentiles come from: the whole cohort (a cell looks the same whatever its "
+        "neighbours) or each image (evens out exposure, but a field's make-up then shifts every cell in it).",
+        flag="--intensity-scope")
+    intensity_range: list[float] | None = setting(
+        None, "Fixed grey levels LO HI per channel (overrides intensity_scope): the range another cohort's "
+        "normalisation.json recorded, so a screen is embedded exactly like the reference it is classified by.")
     channels: list[int] | None = setting(None, "Channels (0-based) fed to the encoder as R, G, B (null: the first three).")
     mpp: float | None = setting(None, "Microns per pixel of images whose table row has no MPP.", gt=0)
+
+    @field_validator("intensity_range")
+    @classmethod
+    def _pairs(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or len(v) % 2 or any(hi <= lo for lo, hi in zip(v[::2], v[1::2]))):
+            raise ValueError("give LO HI pairs, one per channel, each HI above its LO (e.g. 200 2800)")
+        return v
 
     @field_validator("unit")
     @classmethod

@@ -16,6 +16,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -79,10 +80,35 @@ def _place(rng: np.random.Generator, n: int, size: int, gap: float = 30.0) -> np
     return np.array(centres, dtype=np.float64).reshape(-1, 2)
 
 
-def make_cell_images(out_dir: str | os.PathLike[str], spec: CellImageSpec = CellImageSpec()) -> CellImages:
-    """Write the images and ``images.csv``; deterministic in ``spec.seed``."""
+def draw_field(path: Path, rng: np.random.Generator, size: int, n_cells: tuple[int, int],
+               shape_of: Callable[[int], list[str]], bit_depth: int = 16) -> np.ndarray:
+    """Draw one field of view whose cells take the shapes ``shape_of(n)`` gives; returns the centres."""
     from PIL import Image
 
+    centres = _place(rng, int(rng.integers(n_cells[0], n_cells[1] + 1)), size)
+    canvas = np.zeros((size, size))
+    for (x, y), shape in zip(centres, shape_of(len(centres))):
+        _nucleus(canvas, rng, x, y, shape)
+    canvas = canvas + rng.normal(0.05, 0.02, canvas.shape)
+    canvas = np.clip(canvas / 1.6, 0, 1)  # a fixed scale, as a camera has: no field is stretched to its own maximum
+    if bit_depth == 16:
+        import tifffile
+
+        tifffile.imwrite(path, (200 + canvas * 3000).astype(np.uint16))
+    else:
+        Image.fromarray((canvas * 255).astype(np.uint8)).save(path)
+    return centres
+
+
+def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def make_cell_images(out_dir: str | os.PathLike[str], spec: CellImageSpec = CellImageSpec()) -> CellImages:
+    """Write the images and ``images.csv``; deterministic in ``spec.seed``."""
     root = Path(out_dir)
     (root / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
@@ -90,25 +116,17 @@ def make_cell_images(out_dir: str | os.PathLike[str], spec: CellImageSpec = Cell
     rows = []
     for w, well in enumerate(spec.wells):
         label = spec.classes[w % len(spec.classes)]
+        share = spec.rare_share if well in spec.treated else 0.0
         for i in range(spec.images_per_well):
-            centres = _place(rng, int(rng.integers(spec.cells[0], spec.cells[1] + 1)), spec.size)
-            canvas = np.zeros((spec.size, spec.size))
-            rare = rng.random(len(centres)) < (spec.rare_share if well in spec.treated else 0.0)
-            for (x, y), odd in zip(centres, rare):
-                _nucleus(canvas, rng, x, y, spec.rare_shape if odd else label)
-            canvas = canvas + rng.normal(0.05, 0.02, canvas.shape)
-            canvas = np.clip(canvas / max(float(canvas.max()), 1e-9), 0, 1)
             name = f"{well}_s{i + 1}.tif" if spec.bit_depth == 16 else f"{well}_s{i + 1}.png"
-            if spec.bit_depth == 16:
-                import tifffile
+            drawn: list[np.ndarray] = []
 
-                tifffile.imwrite(root / "images" / name, (200 + canvas * 3000).astype(np.uint16))
-            else:
-                Image.fromarray((canvas * 255).astype(np.uint8)).save(root / "images" / name)
-            made.centres[name], made.rare[name] = centres, rare
+            def shapes(n: int) -> list[str]:
+                drawn.append(rng.random(n) < share)
+                return [spec.rare_shape if odd else label for odd in drawn[0]]
+
+            made.centres[name] = draw_field(root / "images" / name, rng, spec.size, spec.cells, shapes, spec.bit_depth)
+            made.rare[name] = drawn[0]
             rows.append([name, label, "P1", well, f"{spec.mpp:g}", "treated" if well in spec.treated else "DMSO"])
-    with open(made.table, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["IMAGE", "LABEL", "PLATE", "WELL", "MPP", "CONTROL"])
-        writer.writerows(rows)
+    write_table(made.table, ["IMAGE", "LABEL", "PLATE", "WELL", "MPP", "CONTROL"], rows)
     return made
