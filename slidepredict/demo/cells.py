@@ -40,6 +40,7 @@ class CellImageSpec:
     treated: tuple[str, ...] = ()  # wells whose CONTROL is 'treated' (the others: 'DMSO')
     rare_shape: str = "giant"  # a rare sub-population of the treated wells
     rare_share: float = 0.0  # share of a treated well's cells that are rare
+    purity: float = 1.0  # share of a class's cells drawn with its shape; the rest look alive (round)
 
 
 @dataclass
@@ -123,7 +124,8 @@ def make_cell_images(out_dir: str | os.PathLike[str], spec: CellImageSpec = Cell
 
             def shapes(n: int) -> list[str]:
                 drawn.append(rng.random(n) < share)
-                return [spec.rare_shape if odd else label for odd in drawn[0]]
+                own = rng.random(n) < spec.purity if spec.purity < 1 else np.ones(n, bool)  # old cohorts unchanged
+                return [spec.rare_shape if odd else label if mine else "round" for odd, mine in zip(drawn[0], own)]
 
             made.centres[name] = draw_field(root / "images" / name, rng, spec.size, spec.cells, shapes, spec.bit_depth)
             made.rare[name] = drawn[0]
