@@ -52,15 +52,17 @@ def run(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-run"), "--out", help="Folder for the generated data and the run."),
+    cells: bool = typer.Option(False, "--cells", help="A small drug screen of generated cell images instead of slides."),
 ) -> None:
     """Generate a synthetic cohort with a planted signal and run the whole workflow offline."""
     from slidepredict.core.batch import check_writable
     from slidepredict.core.errors import SlidePredictError
+    from slidepredict.demo.cells_run import run_cells_demo
     from slidepredict.demo.run import run_demo
 
     try:
         check_writable(out)
-        ctx = run_demo(out)
+        ctx = run_cells_demo(out) if cells else run_demo(out)
     except SlidePredictError as exc:
         fail(str(exc))
     _print_outcome(ctx)
@@ -69,5 +71,5 @@ def demo(
 def _print_outcome(ctx) -> None:  # type: ignore[no-untyped-def]
     for line in ctx.headlines:
         typer.echo(line)
-    if "report" in ctx.results:
+    if "report" in getattr(ctx, "results", {}):
         typer.echo(f"Report: {ctx.results['report']}")

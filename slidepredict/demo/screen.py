@@ -4,7 +4,9 @@ Reference plate ``R1`` (folder ``reference/``, table ``reference.csv`` with ``MO
 living cells (small round nuclei) and of apoptotic cells (fragmented nuclei). Screen plate ``S1``
 (folder ``screen/``, table ``screen.csv`` with COMPOUND, CONCENTRATION and CONTROL): DMSO control
 wells, a compound ``HIT`` whose share of apoptotic cells follows a four-parameter logistic in its
-concentration with a planted EC50, and a compound ``INERT`` at the same doses that does nothing.
+concentration with a planted EC50, and a compound ``INERT`` at the same doses that does nothing
+to the modes; in every treated well a small share of cells (2.5%, 2% of all cells) has giant nuclei, a rare
+population for the sub-population analysis to find.
 A well-level classifier trained on the reference wells and run over the screen must find HIT, not
 INERT, and an EC50 near the planted one.
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from slidepredict.demo.cells import draw_field, write_table
 
-ALIVE, APOPTOTIC = "round", "fragmented"  # the nuclear shapes of the two modes
+ALIVE, APOPTOTIC, RARE = "round", "fragmented", "giant"  # nuclear shapes: two modes and a rare population
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class ScreenSpec:
     cells: tuple[int, int] = (26, 32)
     size: int = 256
     mpp: float = 0.65
+    rare_share: float = 0.025  # share of a treated well's cells in a rare population (giant nuclei)
     seed: int = 0
 
 
@@ -64,13 +67,16 @@ def make_screen(out_dir: str | os.PathLike[str], spec: ScreenSpec = ScreenSpec()
     rng = np.random.default_rng(spec.seed)
     made = Screen(root, root / "reference.csv", root / "screen.csv")
 
-    def images(folder: str, well: str, share: float) -> list[str]:
+    def shapes(n: int, share: float, rare: float) -> list[str]:
+        drawn = rng.random(n)
+        return [RARE if d < rare else APOPTOTIC if d < rare + share * (1 - rare) else ALIVE for d in drawn]
+
+    def images(folder: str, well: str, share: float, rare: float = 0.0) -> list[str]:
         (root / folder).mkdir(parents=True, exist_ok=True)
         names = []
         for i in range(spec.images_per_well):
             name = f"{well}_s{i + 1}.tif"
-            draw_field(root / folder / name, rng, spec.size, spec.cells,
-                       lambda n: [APOPTOTIC if a else ALIVE for a in rng.random(n) < share])
+            draw_field(root / folder / name, rng, spec.size, spec.cells, lambda n: shapes(n, share, rare))
             names.append(name)
         return names
 
@@ -86,6 +92,6 @@ def make_screen(out_dir: str | os.PathLike[str], spec: ScreenSpec = ScreenSpec()
         made.share[well] = apoptotic_share(dose, spec) if compound == "HIT" else spec.bottom
         control = "DMSO" if compound == "DMSO" else "treated"
         rows += [[name, "S1", well, compound, f"{dose:g}", control, f"{spec.mpp:g}"]
-                 for name in images("screen", well, made.share[well])]
+                 for name in images("screen", well, made.share[well], spec.rare_share if control == "treated" else 0.0)]
     write_table(made.screen, ["IMAGE", "PLATE", "WELL", "COMPOUND", "CONCENTRATION", "CONTROL", "MPP"], rows)
     return made
