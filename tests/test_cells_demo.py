@@ -43,3 +43,6 @@ def test_cells_demo_finds_the_planted_hit_and_rare_population(tmp_path: Path) ->
     for name in ("plate-S1-score.png", "plate-S1-robust_z.png", "dose-response.png"):
         assert (run / "hits" / name).is_file(), sorted(p.name for p in (run / "hits").iterdir())
     assert (run / "clusters" / "montage.png").is_file()
+    html = (run / "report.html").read_text()
+    assert f"Report: {run / 'report.html'}" in res.output
+    assert '<section id="screen">' in html and '<section id="clusters">' in html

@@ -72,6 +72,11 @@ def test_rare_population_found_as_its_own_enriched_cluster(plate, tmp_path: Path
     with Image.open(out / "montage.png") as im:  # one row of example cells per cluster
         assert im.size[1] == 64 * len(table)
     assert not list(out.glob(".clusters-*"))
+    from slidepredict.report import build_report
+
+    html = build_report(out).read_text()  # the report's section: the table, how k was chosen, the montage
+    assert '<section id="clusters">' in html and "k = 4 chosen by davies-bouldin over" in html
+    assert 'href="montage.png"' in html and "rare_enriched" in html
 
 
 def test_silhouette_merges_the_rare_population_away(plate) -> None:  # type: ignore[no-untyped-def]

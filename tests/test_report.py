@@ -58,8 +58,8 @@ def test_report_on_empty_folder_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(SlidePredictError) as err:
         build_report(tmp_path / "empty")
     assert str(err.value) == (
-        f"{tmp_path / 'empty'}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps or cohort.json "
-        "found); run crossval/deploy/stats/heatmaps first"
+        f"{tmp_path / 'empty'}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps, cohort.json, hits.csv "
+        "or clusters.csv found); run crossval/deploy/stats/heatmaps (or screen/clusters) first"
     )
     assert list((tmp_path / "empty").iterdir()) == []
 

@@ -96,3 +96,23 @@ def test_screen_command_writes_everything_or_nothing(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, [*args, "--control", "PBS", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and bad.output.strip() == "Error: control 'PBS' occurs in no well's CONTROL or COMPOUND; check --control"
     assert not (tmp_path / "bad").exists()
+
+
+def test_report_shows_the_screen_and_escapes_its_names(tmp_path: Path) -> None:
+    """The report's Screen section: hit table, fits, dose-response and plate maps; compound names escaped."""
+    from slidepredict.cells.screen import run_screen
+    from slidepredict.report import build_report
+
+    preds, bags = planted_plate()
+    bags["COMPOUND"] = bags.COMPOUND.replace("HIT", "<script>HIT</script>")
+    preds.to_csv(tmp_path / "preds.csv", index=False)
+    bags.to_csv(tmp_path / "bags.csv", index=False)
+    run_screen(tmp_path / "preds.csv", tmp_path / "bags.csv", tmp_path / "run" / "hits",
+               ScreenSettings(score_class="apoptosis", control="DMSO"), 96)
+    html = build_report(tmp_path / "run").read_text()
+    assert '<section id="screen">' in html and "Dose-response (4-parameter logistic" in html
+    assert "<script>HIT" not in html and "&lt;script&gt;HIT&lt;/script&gt;" in html
+    assert "(5 hit(s))" in html
+    for name in ("dose-response.png", "plate-P1-score.png", "plate-P1-robust_z.png"):
+        assert f'href="hits/{name}"' in html
+    assert html.count("data:image/png;base64,") == 3

@@ -5,8 +5,8 @@ EC50, an inert one) are generated; nuclei are cut by the detector and embedded w
 weight-free ``stain-texture`` encoder (the screen with the reference's intensity range); a
 ``tile-vote`` head (a well's score = the mean of its cells' probabilities, i.e. the apoptotic
 share) is trained on the reference wells and deployed on the screen; the screen is scored against
-its DMSO wells, and its cells are clustered to find the populations the treatment enriches. The
-same stage functions the commands call do the work.
+its DMSO wells, and its cells are clustered to find the populations the treatment enriches; one report shows it
+all. The same stage functions the commands call do the work.
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ def run_cells_demo(out: str | Path = "demo-cells") -> CellsDemo:
                         cfg.cohort, deploy_cfg, cfg.training, cfg.stats)
     res = stages.screen(dep.preds, scr_bags, run / "hits", cfg.screen, screen_cells)
     clus = stages.clusters(run / "screen" / "features", scr_bags, data / "screen", run / "clusters", cfg.clusters)
+    report = stages.report(run, cfg.report)
     fits = pd.read_csv(run / "hits" / "dose-response.csv").set_index("COMPOUND")
-    demo = CellsDemo(out, results={"screen": res, "clusters": clus, "generated": made is not None})
+    demo = CellsDemo(out, results={"screen": res, "clusters": clus, "report": report, "generated": made is not None})
     demo.headlines.append(f"Screen: {res['wells']} wells ({res['controls']} DMSO), {res['hits']} hit(s) among compound-doses: {', '.join(res['compounds_hit']) or 'none'}")
     for compound, row in fits.iterrows():
         fitted = (f"EC50 {row['ec50']:.2g} uM (95% CI {row['ec50_ci_low']:.2g}-{row['ec50_ci_high']:.2g})"
@@ -91,5 +92,5 @@ def run_cells_demo(out: str | Path = "demo-cells") -> CellsDemo:
     demo.headlines.append(f"Clusters: {clus['k']} over {clus['units']} cells; enriched: " + (", ".join(
         f"cluster {int(r.cluster)} ({r.share_of_units:.0%} of cells) in {r.enriched_in}, FDR {r.fdr:.2g}"
         for r in enriched.itertuples()) or "none"))
-    demo.headlines.append(f"Outputs: {run} (hits/, clusters/montage.png, deploy/patient-preds.csv)")
+    demo.headlines.append(f"Outputs: {run} (hits/, clusters/, deploy/patient-preds.csv)")
     return demo

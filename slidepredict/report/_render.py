@@ -10,6 +10,7 @@ from slidepredict._version import __version__
 from slidepredict.core.atomic import write_text_atomic
 from slidepredict.core.errors import SlidePredictError
 from slidepredict.report._sections import SECTIONS, Section
+from slidepredict.report import _cells  # noqa: F401  (registers the screen and clusters sections)
 
 from slidepredict.layout import REPORT_FILE as REPORT_NAME
 _TEMPLATES = Path(__file__).with_name("templates")
@@ -39,8 +40,8 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
     sections: list[Section] = [s for fn in SECTIONS.values() if (s := fn(run, env)) is not None]
     if not sections:
         raise SlidePredictError(
-            f"{run}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps or cohort.json found); "
-            "run crossval/deploy/stats/heatmaps first"
+            f"{run}: nothing to report (no metrics.csv, patient-preds.csv, heatmaps, cohort.json, hits.csv or "
+            "clusters.csv found); run crossval/deploy/stats/heatmaps (or screen/clusters) first"
         )
     html = env.get_template("page.html").render(
         title=title or f"slidepredict report: {run.resolve().name}",
