@@ -126,6 +126,18 @@ def test_bootstrap_skips_resamples_with_one_class_and_says_how_many(tmp_path: Pa
     assert 0 < used < 200
 
 
+def test_no_ci_when_most_resamples_lack_a_class() -> None:
+    """Four classes of one patient each: a macro AUROC needs all four in a resample (9% of them): no CI."""
+    classes = ("a", "b", "c", "d")
+    probs = np.eye(4) * 0.6 + 0.1
+    g = Predictions(Path("x.csv"), "fold-0", "T", classes, np.array(["p1", "p2", "p3", "p4"]), np.array(classes),
+                    np.array(classes), probs)
+    iv = bootstrap(g, 400, seed=0, ci=0.95)
+    macro = iv[("macro", "auroc")]
+    assert np.isnan(macro.low) and np.isnan(macro.high) and 0 < macro.n_used < 200
+    assert iv[("a", "auroc")].n_used >= 200 and not np.isnan(iv[("a", "auroc")].low)  # 68% usable: a CI
+
+
 def test_resampling_keeps_a_patients_rows_together() -> None:
     codes = np.array([0, 0, 1, 2, 2, 2])  # patient 0 has two rows (e.g. two models), patient 2 three
     rows = _resample_rows(codes, np.random.default_rng(0))
