@@ -69,6 +69,21 @@ def test_patient_logits_decompose_into_tile_scores(name: str) -> None:
     assert torch.allclose(torch.einsum("bn,bnc->bc", out.attention, out.tile_scores), out.logits, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", list_mil())
+def test_one_output_for_values_and_risks_follows_the_tiles(name: str) -> None:
+    """Continuous and survival targets use one output: it must vary with the bag and decompose into tile scores.
+
+    (tile-vote once took the softmax of its single output, a constant: its values did not depend on the bag.)
+    """
+    torch.manual_seed(0)
+    head = create_mil(name, D, 1).eval()
+    feats, coords, mask = _batch(4)
+    out = head(feats, coords, mask)
+    assert out.logits.shape == (3, 1) and out.tile_scores.shape == (3, 12, 1)
+    assert out.logits[:, 0].std() > 1e-3  # not a constant
+    assert torch.allclose(torch.einsum("bn,bnc->bc", out.attention, out.tile_scores), out.logits, atol=1e-5)
+
+
 def test_tile_vote_patient_probability_is_mean_tile_probability() -> None:
     head = create_mil("tile-vote", D, C).eval()
     feats, coords, mask = _batch(3)

@@ -30,6 +30,9 @@ class _PerTileLoss(MILHead):
 class TileVote(TopTileLoss, _PerTileLoss):
     """A tile classifier; ``logits`` are log mean tile probabilities so softmax gives the vote back.
 
+    With one output (a continuous value or a survival risk) a softmax would be constant 1, so the
+    patient's value is the mean of its tiles' values instead (each tile's own estimate).
+
     Most tiles of a positive patient look like a negative's, so the per-tile labels are mostly wrong
     for a localised signal; the top-tile term (``instance_weight``) pulls each bag's most telling
     tile towards the label, which finds the witnesses.
@@ -44,5 +47,7 @@ class TileVote(TopTileLoss, _PerTileLoss):
     def forward(self, feats: torch.Tensor, coords: torch.Tensor | None, mask: torch.Tensor) -> MILOutput:
         tile_logits = self.tiles(feats) * mask.unsqueeze(-1)
         att = uniform_attention(mask)
+        if self.n_classes == 1:  # a value or a risk (continuous, survival): the patient's is its tiles' mean
+            return MILOutput(logits=torch.einsum("bn,bnc->bc", att, tile_logits), attention=att, tile_scores=tile_logits)
         probs = torch.einsum("bn,bnc->bc", att, torch.softmax(tile_logits, dim=-1))
         return MILOutput(logits=probs.clamp_min(1e-8).log(), attention=att, tile_scores=tile_logits)
