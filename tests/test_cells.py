@@ -230,3 +230,38 @@ def test_cells_command_and_its_config(field, tmp_path: Path) -> None:  # type: i
     assert str(e.value) == ("`slidepredict run` does not run image cohorts yet; the cells:, screen: and clusters: "
                             "sections are read by the `cells`, `screen` and `clusters` commands' --config (docs/cells.md)")
     assert not (tmp_path / "run").exists()
+
+
+def test_one_job_per_plate_makes_the_same_cohort(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--plate` embeds one plate; jobs of both plates write the bags and intensity range a whole run writes."""
+    from typer.testing import CliRunner
+
+    from slidepredict.cli import app
+
+    table = pd.read_csv(field.table)
+    table.assign(PLATE=["P1"] * 4 + ["P2"] * 4).to_csv(tmp_path / "two.csv", index=False)
+    args = ["cells", "--images", str(field.root / "images"), "--image-table", str(tmp_path / "two.csv"),
+            "--encoder", "stain-texture", "--unit", "tiles", "--unit-size", "128"]
+
+    def run(*extra: str) -> str:
+        res = CliRunner().invoke(app, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        return " ".join(res.output.split())
+
+    assert "4 done, 0 already complete" in run("--plate", "P1", "--out", str(tmp_path / "jobs"))
+    assert len(list((tmp_path / "jobs" / "features").glob("*.h5"))) == 4
+    first = {n: (tmp_path / "jobs" / n).read_text() for n in ("bags.csv", "normalisation.json")}
+    assert "4 done, 0 already complete" in run("--plate", "P2", "--out", str(tmp_path / "jobs"))
+    run("--out", str(tmp_path / "whole"))
+    for name, text in first.items():
+        assert text == (tmp_path / "jobs" / name).read_text() == (tmp_path / "whole" / name).read_text()
+    assert sorted(p.name for p in (tmp_path / "jobs" / "features").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "whole" / "features").iterdir())
+    bad = CliRunner().invoke(app, [*args, "--plate", "P3", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and bad.output.strip() == "Error: plate(s) 'P3' not in PLATE of two.csv (plates: P1, P2); check --plate"
+    assert not (tmp_path / "bad").exists()
+    table.drop(columns="PLATE").to_csv(tmp_path / "none.csv", index=False)
+    args[4] = str(tmp_path / "none.csv")
+    bad = CliRunner().invoke(app, [*args, "--plate", "P1", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and bad.output.strip() == "Error: --plate needs a PLATE column in none.csv"
+    assert not (tmp_path / "bad").exists()

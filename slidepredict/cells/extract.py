@@ -77,15 +77,35 @@ def embed_image(path: Path, name: str, target: Path, runner: Runner, units: Unit
     return write_once(target, attrs, work, FEATURE_DATASETS)
 
 
+def plate_rows(cohort: ImageCohort, plates: list[str] | None) -> Any:
+    """Which table rows to embed: all, or those of the named plates (each must be in PLATE)."""
+    df = cohort.table
+    if not plates:
+        return np.ones(len(df), dtype=bool)
+    if PLATE not in df.columns:
+        raise CohortError(f"--plate needs a {PLATE} column in {cohort.source.name}")
+    known = sorted(df[PLATE].dropna().astype(str).unique())
+    missing = [p for p in plates if p not in known]
+    if missing:
+        raise CohortError(f"plate(s) {', '.join(map(repr, missing))} not in {PLATE} of {cohort.source.name} "
+                          f"(plates: {', '.join(known)}); check --plate")
+    return df[PLATE].astype(str).isin(plates).to_numpy()
+
+
 def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: Runner, units: UnitSettings,
                  norm: Normalisation = Normalisation(), bag: str = "image", mpp: float | None = None,
-                 ) -> batch.BatchResult:
-    """Feature files for every image of ``cohort`` in ``out_dir/features`` and ``out_dir/bags.csv``."""
+                 plates: list[str] | None = None) -> batch.BatchResult:
+    """Feature files for the images of ``cohort`` (of ``plates``, or all) in ``out_dir/features``, and ``bags.csv``.
+
+    ``bags.csv`` and the cohort intensity range always cover the whole table, so jobs that embed one
+    plate each write identical ones and their feature files form one cohort.
+    """
     import pandas as pd
 
     from slidepredict.core.atomic import write_text_atomic
 
     bags = bag_ids(cohort, bag)
+    selected = plate_rows(cohort, plates)
     out = batch.check_writable(out_dir)
     features = out / "features"
     features.mkdir(exist_ok=True)
@@ -105,7 +125,7 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
     stems = [feature_stem(v) for v in df[IMAGE]]
     mpps = df[MPP] if MPP in df.columns else [np.nan] * len(df)
     per_image = {Path(p): (str(name), stem, float(m) if np.isfinite(m) else mpp)
-                 for p, name, stem, m in zip(df["path"], df[IMAGE], stems, mpps)}
+                 for p, name, stem, m, keep in zip(df["path"], df[IMAGE], stems, mpps, selected) if keep}
 
     def work(path: Path) -> str:
         name, stem, image_mpp = per_image[path]
@@ -130,6 +150,7 @@ def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch
     from slidepredict.features._builder import load_encoder
 
     cohort = read_image_table(cells.table, cells.images, plate_wells=cells.plate_format)
+    plate_rows(cohort, cells.plates)  # a wrong --plate fails before the encoder loads
     centroids = None
     if cells.centroids is not None:
         centroids = read_table(cells.centroids)
@@ -142,4 +163,4 @@ def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch
                          tuple(zip(cells.intensity_range[::2], cells.intensity_range[1::2])))
     runner = Runner(load_encoder(extract.encoder, extract.weights), extract)  # fails before any output
     runner.check_tile_size(int(runner.encoder.cfg.input_px))
-    return embed_cohort(cohort, out, runner, units, norm, bag=cells.bag, mpp=cells.mpp)
+    return embed_cohort(cohort, out, runner, units, norm, bag=cells.bag, mpp=cells.mpp, plates=cells.plates)

@@ -35,6 +35,10 @@ class CellSettings(Settings):
         "normalisation.json recorded, so a screen is embedded exactly like the reference it is classified by.")
     channels: list[int] | None = setting(None, "Channels (0-based) fed to the encoder as R, G, B (null: the first three).")
     mpp: float | None = setting(None, "Microns per pixel of images whose table row has no MPP.", gt=0)
+    plates: list[str] | None = setting(
+        None, "Embed only the images of these plates (PLATE values): one job per plate on a cluster. "
+        "bags.csv and the cohort intensity range still cover the whole table, so every job writes the same ones.",
+        flag="--plate")
 
     @field_validator("intensity_range")
     @classmethod
