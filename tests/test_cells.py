@@ -265,3 +265,38 @@ def test_one_job_per_plate_makes_the_same_cohort(field, tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, [*args, "--plate", "P1", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and bad.output.strip() == "Error: --plate needs a PLATE column in none.csv"
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_screen_embedded_with_the_reference_range(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--intensity-from ref/normalisation.json` embeds with the range the reference recorded; bad files refused."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from slidepredict.cli import app
+
+    args = ["cells", "--images", str(field.root / "images"), "--image-table", str(field.table),
+            "--encoder", "stain-texture", "--unit", "tiles", "--unit-size", "128"]
+
+    def invoke(*extra: object):  # type: ignore[no-untyped-def]
+        return CliRunner().invoke(app, [*args, *map(str, extra)])
+
+    assert invoke("--intensity-range", 100, "--intensity-range", 3000, "--out", tmp_path / "ref").exit_code == 0
+    res = invoke("--intensity-from", tmp_path / "ref" / "normalisation.json", "--out", tmp_path / "scr")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "scr" / "normalisation.json").read_text())["ranges"] == [[100, 3000]]
+    assert invoke("--intensity-scope", "image", "--out", tmp_path / "per-image").exit_code == 0
+    cases = {
+        tmp_path / "missing.json": "not found; --intensity-from takes the normalisation.json a `slidepredict cells` run wrote",
+        tmp_path / "per-image" / "normalisation.json": "its cohort was normalised per image (no fixed range to reuse); "
+        "embed it with --intensity-scope cohort or give --intensity-range",
+        field.table: "not a normalisation.json of `slidepredict cells` (no 'ranges')",
+    }
+    for path, message in cases.items():
+        bad = invoke("--intensity-from", path, "--out", tmp_path / "bad")
+        assert bad.exit_code == 2 and " ".join(bad.output.split()) == f"Error: {path}: {message}", bad.output
+        assert not (tmp_path / "bad").exists()
+    both = invoke("--intensity-from", tmp_path / "ref" / "normalisation.json", "--intensity-range", 1, "--intensity-range", 2,
+                  "--out", tmp_path / "bad")
+    assert both.exit_code == 2 and "give intensity_range (--intensity-range) or intensity_from (--intensity-from), not both" \
+        in " ".join(both.output.split())

@@ -144,6 +144,22 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
     return result
 
 
+def recorded_ranges(path: Path) -> list[float]:
+    """LO HI per channel, flat, from another cohort's normalisation.json (it must hold a fixed range)."""
+    try:
+        ranges = json.loads(Path(path).read_text())["ranges"]
+        flat = [float(v) for pair in ranges for v in pair]
+    except FileNotFoundError:
+        raise CohortError(f"{path}: not found; --intensity-from takes the {NORM_FILE} a `slidepredict cells` "
+                          "run wrote") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CohortError(f"{path}: not a {NORM_FILE} of `slidepredict cells` (no 'ranges')") from None
+    if not flat:
+        raise CohortError(f"{path}: its cohort was normalised per image (no fixed range to reuse); embed it "
+                          "with --intensity-scope cohort or give --intensity-range")
+    return flat
+
+
 def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch.BatchResult:
     """`slidepredict cells`: check the table, load the encoder once, embed every image (settings objects in)."""
     from slidepredict.cohort.tables import read_table, require_columns
@@ -158,9 +174,9 @@ def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch
         centroids = centroids.assign(X=centroids["X"].astype(float), Y=centroids["Y"].astype(float))
     units = UnitSettings(kind=cells.unit, size=cells.unit_size, min_area=cells.min_area, masks=cells.masks,
                          centroids=centroids)
+    ranges = recorded_ranges(cells.intensity_from) if cells.intensity_from is not None else cells.intensity_range
     norm = Normalisation(low=cells.low, high=cells.high, channels=tuple(cells.channels) if cells.channels else None,
-                         scope=cells.scope, ranges=None if cells.intensity_range is None else
-                         tuple(zip(cells.intensity_range[::2], cells.intensity_range[1::2])))
+                         scope=cells.scope, ranges=None if ranges is None else tuple(zip(ranges[::2], ranges[1::2])))
     runner = Runner(load_encoder(extract.encoder, extract.weights), extract)  # fails before any output
     runner.check_tile_size(int(runner.encoder.cfg.input_px))
     return embed_cohort(cohort, out, runner, units, norm, bag=cells.bag, mpp=cells.mpp, plates=cells.plates)

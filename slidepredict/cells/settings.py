@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from slidepredict.core.settings import Settings, registered, setting
 
@@ -33,6 +33,9 @@ class CellSettings(Settings):
     intensity_range: list[float] | None = setting(
         None, "Fixed grey levels LO HI per channel (overrides intensity_scope): the range another cohort's "
         "normalisation.json recorded, so a screen is embedded exactly like the reference it is classified by.")
+    intensity_from: Path | None = setting(
+        None, "normalisation.json of another image cohort (its `cells` output): embed with the fixed range it "
+        "recorded, as a screen must be embedded like the reference it is classified by.")
     channels: list[int] | None = setting(None, "Channels (0-based) fed to the encoder as R, G, B (null: the first three).")
     mpp: float | None = setting(None, "Microns per pixel of images whose table row has no MPP.", gt=0)
     plates: list[str] | None = setting(
@@ -46,6 +49,12 @@ class CellSettings(Settings):
         if v is not None and (not v or len(v) % 2 or any(hi <= lo for lo, hi in zip(v[::2], v[1::2]))):
             raise ValueError("give LO HI pairs, one per channel, each HI above its LO (e.g. 200 2800)")
         return v
+
+    @model_validator(mode="after")
+    def _one_fixed_range(self) -> "CellSettings":
+        if self.intensity_range is not None and self.intensity_from is not None:
+            raise ValueError("give intensity_range (--intensity-range) or intensity_from (--intensity-from), not both")
+        return self
 
     @field_validator("unit")
     @classmethod
