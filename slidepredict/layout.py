@@ -20,6 +20,7 @@ BASELINE_PREFIX = "baseline-"  # a pooled-features reference fitted on a cross-v
 COORDS_SUBDIR = "coords"  # tiling files `slidepredict extract` keeps in its output folder by default
 REPORT_FILE = "report.html"
 LOG_FILE = "run.log"
+NORM_FILE = "normalisation.json"  # the intensity range an image cohort's units were cut with
 
 
 def fold_dir(root: Path, k: int | str) -> Path:
@@ -36,6 +37,7 @@ def baseline_dir(root: Path, pooling: str) -> Path:
 FOLDERS = {
     "tiles": "tiles", "features": "features", "external_tiles": "external/tiles",
     "external_features": "external/features", "crossval_root": "crossval", "train_root": "train",
+    "cells": "cells", "external_cells": "external/cells",  # image cohorts: features/, bags.csv, normalisation.json
 }
 
 
@@ -50,6 +52,8 @@ class RunLayout:
     external_features: Path = field(init=False)
     crossval_root: Path = field(init=False)
     train_root: Path = field(init=False)
+    cells: Path = field(init=False)
+    external_cells: Path = field(init=False)
 
     def __post_init__(self) -> None:
         for name, rel in FOLDERS.items():
@@ -82,6 +86,12 @@ class RunLayout:
 
     def heatmaps(self, target: str) -> Path:
         return self.root / "heatmaps" / target
+
+    def screen(self) -> Path:
+        return self.root / "screen"
+
+    def clusters(self) -> Path:
+        return self.root / "clusters"
 
     def external_heatmaps(self, target: str) -> Path:
         return self.root / "external" / "heatmaps" / target

@@ -200,7 +200,9 @@ def test_real_crc_tiles_as_an_image_cohort(tmp_path: Path) -> None:
 
 
 def test_cells_command_and_its_config(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """`slidepredict cells` from flags and from a config's cells: section; `run` says it does not take them yet."""
+    """`slidepredict cells` from flags and from a config's cells: section; `run` trains, deploys and clusters them."""
+    import json
+
     import yaml
     from typer.testing import CliRunner
 
@@ -225,11 +227,35 @@ def test_cells_command_and_its_config(field, tmp_path: Path) -> None:  # type: i
     res = CliRunner().invoke(app, ["cells", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     assert pd.read_csv(tmp_path / "c" / "bags.csv").BAG.tolist() == pd.read_csv(field.table).IMAGE.tolist()
-    with pytest.raises(SlidePredictError) as e:
-        run_workflow(load_config(tmp_path / "c.yaml"))
-    assert str(e.value) == ("`slidepredict run` does not run image cohorts yet; the cells:, screen: and clusters: "
-                            "sections are read by the `cells`, `screen` and `clusters` commands' --config (docs/cells.md)")
-    assert not (tmp_path / "run").exists()
+    # `run` on an image cohort: no cohort: section needed; a deploy: plate with labels gets statistics
+    other = make_cell_images(tmp_path / "other", CellImageSpec(wells=("C01", "C02", "D01", "D02"), treated=("C01", "D02"),
+                                                               classes=("round", "elongated", "fragmented"), seed=5))
+    config.pop("cohort")
+    config.update(training={"targets": ["LABEL"], "model": "tile-vote", "crossval": False, "steps": 60,
+                            "min_steps": 20, "restarts": 1, "bag_size": 64},
+                  deploy={"slides_dir": str(other.root / "images"), "slide_table": str(other.table)},
+                  clusters={"sample": "IMAGE", "group": "CONTROL", "k": 2})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    ctx = run_workflow(load_config(tmp_path / "c.yaml"))
+    assert ctx.results["extract"] == "8 done, 0 already complete, 0 failed"
+    assert ctx.results["tile"] is None and ctx.results["heatmaps"] is None
+    assert len(list((tmp_path / "run" / "external" / "cells" / "features").glob("*.h5"))) == 8
+    assert json.loads((tmp_path / "run" / "external" / "cells" / "normalisation.json").read_text())["ranges"] == \
+        json.loads((tmp_path / "run" / "cells" / "normalisation.json").read_text())["ranges"]  # embedded alike
+    assert "LABEL external validation: AUROC" in " ".join(ctx.headlines)  # the plate carries LABEL
+    assert (tmp_path / "run" / "clusters" / "clusters.csv").is_file() and (tmp_path / "run" / "report.html").is_file()
+    config["screen"] = {"score_class": "round", "control": "DMSO"}
+    for drop, message in (("deploy", "screen: scores the images of a deploy: plate with a model trained on the cells: "
+                                     "cohort; add cells:, training: and deploy: sections (docs/cells.md)"),
+                          ("cells", "clusters: in `slidepredict run` clusters an image cohort's cells; add a cells: "
+                                    "section, or run `slidepredict clusters` on tile features (docs/cells.md)")):
+        bad = {k: v for k, v in config.items() if k not in (drop, "screen" if drop == "cells" else "")}
+        bad.update(output_dir=str(tmp_path / "bad"), cohort={"slides_dir": str(tmp_path)})
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+        with pytest.raises(SlidePredictError) as e:
+            run_workflow(load_config(tmp_path / "bad.yaml"))
+        assert str(e.value) == message
+        assert not (tmp_path / "bad").exists()
 
 
 def test_one_job_per_plate_makes_the_same_cohort(field, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

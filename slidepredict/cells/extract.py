@@ -27,11 +27,11 @@ from slidepredict.core import batch
 from slidepredict.core.errors import CohortError
 from slidepredict.featurefile import COORDS, FEATURE_DATASETS, FEATURES, clean_partials, write_h5_atomic, write_once
 from slidepredict.features.extraction import Runner
+from slidepredict.layout import NORM_FILE
 
 log = logging.getLogger("slidepredict")
 BAG = "BAG"
 BAGS_FILE = "bags.csv"
-NORM_FILE = "normalisation.json"  # the intensity range the units were cut with
 BAG_KINDS = ("image", "well")
 
 

@@ -106,33 +106,55 @@ def _extract(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str,
     return {"slides": [cfg.cohort.slides_dir], "out": layout.features, "coords": layout.tiles}
 
 
+IMAGE_BAGS = "bags.csv"  # what `cells` writes next to features/: the image table plus BAG and FILENAME
+
+
+def training_cohort(cfg: RunConfig, layout: RunLayout) -> dict[str, Any]:
+    """Features and tables of the cohort models train on: the slides, or the `cells:` image cohort's bags."""
+    if cfg.cells is None:
+        return {"features": layout.features}
+    bags = layout.cells / IMAGE_BAGS
+    cohort = cfg.cohort.model_copy(update={"clini_table": bags, "slide_table": bags, "patient_col": "BAG",
+                                           "filename_col": "FILENAME"})
+    return {"features": layout.cells / "features", "cohort": cohort}
+
+
+def scored_cells(cfg: RunConfig, layout: RunLayout) -> Path:
+    """The image cohort a screen scores and clusters are found in: the deploy: plate, else the cells: cohort."""
+    return layout.external_cells if cfg.deploy is not None else layout.cells
+
+
 @_register("cells", Uses("cells"), Uses("extract", skip=("stain_norm", "stain_ref", "workers")))
 def _cells(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
-    return {"out": layout.root / "cells"}
+    return {"out": layout.cells}
 
 
 @_register("screen", Uses("screen"), Uses("cells", ("plate_format",)))
 def _screen(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
-    return {"out": layout.root / "screen"}
+    paths: dict[str, Any] = {"out": layout.screen()}
+    if cfg.cells is not None and cfg.deploy is not None:
+        paths["bags"] = layout.external_cells / IMAGE_BAGS
+    return paths
 
 
 @_register("clusters", Uses("clusters"))
 def _clusters(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
-    paths: dict[str, Any] = {"out": layout.root / "clusters"}
+    paths: dict[str, Any] = {"out": layout.clusters()}
     if cfg.cells is not None:
-        paths.update(features=layout.root / "cells" / "features", bags=layout.root / "cells" / "bags.csv",
-                     images=cfg.cells.images)
+        where = scored_cells(cfg, layout)
+        images = cfg.deploy.slides_dir if cfg.deploy is not None else cfg.cells.images
+        paths.update(features=where / "features", bags=where / IMAGE_BAGS, images=images)
     return paths
 
 
 @_register("crossval", _TABLES, Uses("training"))
 def _crossval(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
-    return {"features": layout.features, "out": layout.crossval_root}
+    return {**training_cohort(cfg, layout), "out": layout.crossval_root}
 
 
 @_register("train", _TABLES, Uses("training", skip=("folds", "baseline", "target_sensitivity", "leave_group_out")))
 def _train(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
-    return {"features": layout.features, "out": layout.train_root}
+    return {**training_cohort(cfg, layout), "out": layout.train_root}
 
 
 def trained_models(cfg: RunConfig, layout: RunLayout, target: str) -> Path:
@@ -148,9 +170,21 @@ def trained_models(cfg: RunConfig, layout: RunLayout, target: str) -> Path:
            Uses("stats"), target_param="target")
 def _deploy(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     paths: dict[str, Any] = {"features": layout.external_features} if cfg.deploy is not None else {}
+    if cfg.deploy is not None and cfg.cells is not None:  # an image plate: its bags, its labels if it has them
+        paths.update(training_cohort(cfg, layout), features=layout.external_cells / "features")
+        bags = layout.external_cells / IMAGE_BAGS
+        paths["deploy"] = cfg.deploy.model_copy(update={
+            "slide_table": bags, "clini_table": bags if target is not None and target in _columns(cfg.deploy.slide_table) else None})
     if target is not None:
         paths.update(model=[trained_models(cfg, layout, target)], out=layout.deploy(target), target=target)
     return paths
+
+
+def _columns(table: Path | None) -> list[str]:
+    """A table's header (empty when there is none): whether a deployed plate carries the target's labels."""
+    from slidepredict.cohort.tables import read_table
+
+    return [] if table is None or not Path(table).is_file() else list(read_table(table).columns)
 
 
 @_register("stats", Uses("stats"))

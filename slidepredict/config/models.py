@@ -8,6 +8,9 @@ template, the docs' config reference and the flags' help, so these can never dri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from pydantic import model_validator
 
 from slidepredict.cells.settings import CellSettings, ClusterSettings, ScreenSettings
 from slidepredict.cohort.settings import CohortSettings
@@ -38,3 +41,13 @@ class RunConfig(Settings):
     cells: CellSettings | None = None
     screen: ScreenSettings | None = None
     clusters: ClusterSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_cohort_needs_no_slides(cls, data: Any) -> Any:
+        """A config with a `cells:` image cohort need not repeat its images as a slide cohort."""
+        if isinstance(data, dict) and isinstance(data.get("cells"), dict) and "cohort" not in data:
+            images = data["cells"].get("images")
+            if images is not None:
+                data = {**data, "cohort": {"slides_dir": images}}
+        return data

@@ -18,7 +18,7 @@ from slidepredict.config import RunConfig, write_resolved
 from slidepredict.config.commands import resolve
 from slidepredict.core.registry import Registry
 from slidepredict.core.errors import SlidePredictError
-from slidepredict.layout import LOG_FILE, RunLayout
+from slidepredict.layout import LOG_FILE, NORM_FILE, PREDS_FILE, RunLayout
 from slidepredict.pipeline import stages
 
 log = logging.getLogger("slidepredict")
@@ -35,8 +35,8 @@ class RunContext:
 StageFn = Callable[[RunContext], str | None]
 # Stages run in registration order; a stage returns a one-line summary, or None when not configured.
 # Commands that are not stages: stats (run computes it inside crossval), compare (a user's own pairs of
-# models), cells, screen and clusters (image cohorts, not run by `run` yet).
-NOT_STAGES = ("stats", "compare", "cells", "screen", "clusters")
+# models) and cells (an image cohort's embedding is its `extract` stage, a deploy: plate's part of `deploy`).
+NOT_STAGES = ("stats", "compare", "cells")
 STAGES: Registry[StageFn] = Registry("stage")
 register_stage = STAGES.register
 
@@ -54,10 +54,17 @@ def require_some(res: Any, what: str, where: Path) -> Any:
 
 
 def external(cfg: RunConfig, layout: RunLayout, command: str, target: str | None = None) -> dict[str, Any]:
-    """``tile``/``extract``/``heatmaps`` arguments for the external cohort of the `deploy:` section."""
+    """``tile``/``extract``/``heatmaps``/``cells`` arguments for the external cohort of the `deploy:` section."""
     assert cfg.deploy is not None
     kwargs = resolve(cfg, command, target)
     d = cfg.deploy
+    if command == "cells":  # a plate to score: embedded exactly like the cohort the model learned from
+        cells = kwargs["cells"]
+        same = {"intensity_from": layout.cells / NORM_FILE} if cells.scope == "cohort" and \
+            cells.intensity_range is None and cells.intensity_from is None else {}
+        kwargs.update(out=layout.external_cells,
+                      cells=cells.model_copy(update={"images": d.slides_dir, "table": d.slide_table, "plates": None, **same}))
+        return kwargs
     kwargs["cohort"] = kwargs["cohort"].model_copy(update={"mpp": d.mpp, "mpp_override": False, "slides_dir": d.slides_dir,
                                                        "slide_table": d.slide_table})
     outs = {"tile": layout.external_tiles, "extract": layout.external_features}
@@ -73,12 +80,16 @@ def external(cfg: RunConfig, layout: RunLayout, command: str, target: str | None
 
 
 @register_stage("tile")
-def _tile(ctx: RunContext) -> str:
+def _tile(ctx: RunContext) -> str | None:
+    if ctx.cfg.cells is not None:  # images are cut into units while they are embedded
+        return None
     return require_some(stages.tile(**resolve(ctx.cfg, "tile")), "tiling", ctx.cfg.cohort.slides_dir).summary()
 
 
 @register_stage("extract")
 def _extract(ctx: RunContext) -> str:
+    if ctx.cfg.cells is not None:
+        return require_some(stages.cells(**resolve(ctx.cfg, "cells")), "embedding", ctx.cfg.cells.images).summary()
     res = stages.extract(**resolve(ctx.cfg, "extract"))
     return require_some(res, "feature extraction", ctx.cfg.cohort.slides_dir).summary()
 
@@ -121,8 +132,11 @@ def _deploy(ctx: RunContext) -> str | None:
     d = ctx.cfg.deploy
     if d is None or ctx.cfg.training is None:
         return None
-    require_some(stages.tile(**external(ctx.cfg, ctx.layout, "tile")), "tiling", d.slides_dir)
-    require_some(stages.extract(**external(ctx.cfg, ctx.layout, "extract")), "feature extraction", d.slides_dir)
+    if ctx.cfg.cells is not None:
+        require_some(stages.cells(**external(ctx.cfg, ctx.layout, "cells")), "embedding", d.slides_dir)
+    else:
+        require_some(stages.tile(**external(ctx.cfg, ctx.layout, "tile")), "tiling", d.slides_dir)
+        require_some(stages.extract(**external(ctx.cfg, ctx.layout, "extract")), "feature extraction", d.slides_dir)
     lines = []
     for target in _targets(ctx):
         result = stages.deploy(**resolve(ctx.cfg, "deploy", target))
@@ -138,9 +152,41 @@ def _deploy(ctx: RunContext) -> str | None:
     return "; ".join(lines)
 
 
+@register_stage("screen")
+def _screen(ctx: RunContext) -> str | None:
+    """The deployed plate's wells against its controls, from the first target with the scored class."""
+    s = ctx.cfg.screen
+    if s is None:
+        return None
+    preds = [ctx.layout.deploy(t) / PREDS_FILE for t in _targets(ctx)]
+    scored = [p for p in preds if any(c.endswith(f"_{s.score_class}") for c in _header(p))] or preds[:1]
+    res = stages.screen(**resolve(ctx.cfg, "screen"), preds=scored[0])
+    hit = ", ".join(res["compounds_hit"]) or "none"
+    ctx.headlines.append(f"Screen: {res['wells']} wells ({res['controls']} controls), {res['hits']} hit(s) among "
+                         f"compound-doses: {hit}")
+    ctx.results["screen_result"] = res
+    return f"{res['wells']} wells, hits: {hit}"
+
+
+@register_stage("clusters")
+def _clusters(ctx: RunContext) -> str | None:
+    if ctx.cfg.clusters is None or ctx.cfg.cells is None:
+        return None
+    res = stages.clusters(**resolve(ctx.cfg, "clusters"))
+    ctx.results["clusters_result"] = res
+    return f"{res['k']} clusters over {res['units']} units"
+
+
+def _header(path: Path) -> list[str]:
+    return path.open().readline().strip().split(",") if path.is_file() else []
+
+
 @register_stage("heatmaps")
 def _heatmaps(ctx: RunContext) -> str | None:
     if not ctx.cfg.heatmaps.enabled or ctx.cfg.training is None:
+        return None
+    if ctx.cfg.cells is not None:
+        log.info("heatmaps of image cohorts are drawn per image by `slidepredict heatmaps` (docs/cells.md)")
         return None
     done = []
     for target in _targets(ctx):
@@ -167,9 +213,12 @@ def run_workflow(cfg: RunConfig, only: list[str] | None = None) -> RunContext:
     from slidepredict.core.batch import check_writable
     from slidepredict.core.progress import add_logfile
 
-    if cfg.cells is not None or cfg.screen is not None or cfg.clusters is not None:
-        raise SlidePredictError("`slidepredict run` does not run image cohorts yet; the cells:, screen: and clusters: "
-                                "sections are read by the `cells`, `screen` and `clusters` commands' --config (docs/cells.md)")
+    if cfg.screen is not None and (cfg.cells is None or cfg.training is None or cfg.deploy is None):
+        raise SlidePredictError("screen: scores the images of a deploy: plate with a model trained on the cells: "
+                                "cohort; add cells:, training: and deploy: sections (docs/cells.md)")
+    if cfg.clusters is not None and cfg.cells is None:
+        raise SlidePredictError("clusters: in `slidepredict run` clusters an image cohort's cells; add a cells: "
+                                "section, or run `slidepredict clusters` on tile features (docs/cells.md)")
     unknown = sorted(set(only or []) - set(STAGES))
     if unknown:
         raise SlidePredictError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGES)}")
