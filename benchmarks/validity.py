@@ -7,7 +7,9 @@ For each setting (witness rate, cohort size, label noise) a training cohort and 
 
 - every MIL head in the registry, trained with the default recipe by ``slidepredict.training.crossval``;
 - two reference baselines trained on the training folds only: mean-pooled and max-pooled features
-  + logistic regression.
+  + logistic regression;
+- the ceiling: the planted witness share itself as the prediction (what a perfect tile detector
+  would count), which label noise, target noise and censoring keep below 1.
 
 With ``--target-type continuous`` or ``survival`` the cohorts are graded (``PlantedSpec.graded``:
 each patient's witness share drawn from 0 to twice the rate, slide means matched) and the target is
@@ -158,6 +160,18 @@ def localisation(cv_dir: Path, train, witness: dict[str, np.ndarray], splits) ->
     return f"{roc_auc_score(y, np.concatenate(att)):.2f} / {roc_auc_score(y, np.concatenate(score)):.2f}"
 
 
+def planted_share(cohort, witness: dict[str, np.ndarray]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Each patient's realised share of witness tiles over all its slides: what a perfect tile detector would count."""
+    return np.array([np.mean(np.concatenate([witness[s.path.stem] for s in cohort.slides[p]])) for p in cohort.patients])
+
+
+def ceiling(kind: Kind, train, external, made, ext_made, folds: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
+    """The figure of the planted truth itself (label noise, target noise and censoring cap every method below it)."""
+    y, ext_y = external_truth(kind, train), external_truth(kind, external)
+    return summarise(kind, "planted witness share (ceiling)", y, planted_share(train, made.witness), folds,
+                     kind.scored(ext_y, planted_share(external, ext_made.witness)), "-")
+
+
 def run_setting(kind: Kind, n: int, witness: float, noise: float, heads: list[str], work: Path,
                 ) -> tuple[float, list[dict], float]:
     spec = PlantedSpec(n_patients=n, witness_rate=witness, label_noise=noise, graded=kind.name != "categorical")
@@ -167,6 +181,8 @@ def run_setting(kind: Kind, n: int, witness: float, noise: float, heads: list[st
     check = best_mean_feature(kind, spec, work / "check")
     rows: list[dict] = []
     t0 = time.perf_counter()
+    if not heads:  # --ceiling-only: what the planted truth reaches, no training
+        return check, [ceiling(kind, train, external, made, ext_made, np.arange(len(train.patients)) % FOLDS)], 0.0
     splits = None
     for head in heads:
         cv_dir = work / f"cv-{head}"
@@ -179,6 +195,7 @@ def run_setting(kind: Kind, n: int, witness: float, noise: float, heads: list[st
                               kind.scored(external_truth(kind, external), ext),
                               localisation(cv_dir, train, made.witness, splits)))
     baselines(kind, train, external, splits, rows)
+    rows.append(ceiling(kind, train, external, made, ext_made, preds["fold"].to_numpy()))
     return check, rows, time.perf_counter() - t0
 
 
@@ -189,6 +206,8 @@ def main() -> None:
     ap.add_argument("--witness", type=float, nargs="*", help="Witness rates.")
     ap.add_argument("--noise", type=float, default=0.0, help="Label noise of a custom grid.")
     ap.add_argument("--heads", nargs="*", default=None, help="MIL heads (default: every registered head).")
+    ap.add_argument("--ceiling-only", action="store_true",
+                    help="Only the planted truth's own figure per setting (seconds: no training).")
     ap.add_argument("--target-type", choices=list(KINDS), default="categorical",
                     help="continuous / survival: graded cohorts, Pearson r / Harrell's C.")
     args = ap.parse_args()
@@ -198,7 +217,7 @@ def main() -> None:
     grid = (QUICK if args.quick else FULL) if kind.name == "categorical" else (GRADED_QUICK if args.quick else GRADED_FULL)
     if args.patients and args.witness:
         grid = [(n, w, args.noise) for n in args.patients for w in args.witness]
-    heads = args.heads or list_mil()
+    heads = [] if args.ceiling_only else args.heads or list_mil()
     print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d')}, {FOLDS}-fold CV, default TrainSettings(), target type {kind.name}")
     print(f"| patients | witness | label noise | best mean feature | method | CV {kind.figure} (95% CI) | folds mean +- SD "
