@@ -57,3 +57,41 @@ def test_snakemake_workflow_runs_the_demo_cohort(tmp_path: Path) -> None:
     assert (run / "crossval" / "MSI" / "patient-preds.csv").is_file()
     assert (run / "deploy" / "MSI" / "patient-preds.csv").is_file()
     assert (run / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_snakemake_workflow_embeds_an_image_cohort_plate_by_plate(tmp_path: Path) -> None:
+    """A cells: config: one job per training plate and per deploy: plate, then `run` trains, deploys and reports."""
+    import pandas as pd
+
+    from slidepredict.demo.cells import CellImageSpec, make_cell_images
+
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+    if not Path(snakemake).exists():
+        pytest.skip("snakemake is not installed (pip install -e '.[workflows]')")
+    ref = make_cell_images(tmp_path / "ref", CellImageSpec(wells=("A01", "A02", "B01", "B02", "C01", "C02")))
+    table = pd.read_csv(ref.table)
+    table.assign(PLATE=["R1"] * 6 + ["R2"] * 6).to_csv(ref.table, index=False)
+    scr = make_cell_images(tmp_path / "scr", CellImageSpec(wells=("D01", "D02", "E01", "E02"), seed=4))
+    pd.read_csv(scr.table).assign(PLATE="S1").to_csv(scr.table, index=False)
+    run = tmp_path / "run"
+    config = {"output_dir": str(run), "extract": {"encoder": "stain-texture"},
+              "cells": {"images": str(ref.root / "images"), "table": str(ref.table), "unit": "tiles", "unit_size": 128},
+              "training": {"targets": ["LABEL"], "model": "tile-vote", "crossval": False, "steps": 40, "min_steps": 20,
+                           "restarts": 1, "bag_size": 64},
+              "deploy": {"slides_dir": str(scr.root / "images"), "slide_table": str(scr.table)}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [snakemake, "-s", str(ROOT / "workflows" / "Snakefile"), "--cores", "2", "--config",
+           f"cfg={tmp_path / 'config.yaml'}", "--directory", str(tmp_path), "--quiet"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert sorted(p.name for p in (run / "cells" / "plates").iterdir()) == ["R1.done", "R2.done"]
+    assert sorted(p.name for p in (run / "external" / "cells" / "plates").iterdir()) == ["S1.done"]
+    assert len(list((run / "cells" / "features").glob("*.h5"))) == 12
+    assert len(list((run / "external" / "cells" / "features").glob("*.h5"))) == 8
+    assert (run / "external" / "cells" / "normalisation.json").read_text().split('"ranges"')[1] == \
+        (run / "cells" / "normalisation.json").read_text().split('"ranges"')[1]  # the screen embedded like training
+    assert len(pd.read_csv(run / "deploy" / "LABEL" / "patient-preds.csv")) == 8
+    assert (run / "report.html").is_file()
+    log = (run / "run.log").read_text()
+    assert "stage extract: 0 done, 12 already complete" in log  # run re-embedded nothing the plate jobs made
