@@ -133,3 +133,31 @@ def test_the_final_model_gets_the_cross_validation_cut_off(tmp_path: Path) -> No
     assert carried.chosen_on == ("the pooled out-of-fold predictions of 40 patients; carried to the final model "
                                  "trained on all of them")
     assert operating.for_models([final / "model.ckpt"], "MSI") == carried
+
+
+def test_a_fixed_cutoff_is_carried_with_or_without_cross_validation(trained: dict[str, Path], tmp_path: Path) -> None:
+    """`--cutoff 0.5`: the cut-off a cell classifier uses, recorded as set by the user, carried to deploy."""
+    df = _noise(np.random.default_rng(2), 20)
+    point = operating.choose(df, "T", ["neg", "pos"], "here", cutoff=0.5)
+    assert point.thresholds == {"neg": 0.5, "pos": 0.5} and point.rule == "fixed 0.5"
+    y, p = (df["T"] == "pos").to_numpy(), df["T_pos"].to_numpy()
+    assert point.in_sample["pos"] == {"sensitivity": (p[y] >= 0.5).mean(), "specificity": (p[~y] < 0.5).mean()}  # type: ignore[index]
+    root = trained["root"]
+    clini, slides, feats, _ = make_feature_cohort(tmp_path / "c", n_patients=12, n_tiles=10, dim=8)
+    res = CliRunner().invoke(app, [str(a) for a in ["train", "--features", feats, "--clini", clini, "--slides-table", slides,
+                                                    "-t", "TARGET", "--cutoff", "0.5", "--out", tmp_path / "final", *STEPS]])
+    assert res.exit_code == 0, res.output
+    stored = json.loads((tmp_path / "final" / "TARGET" / "operating-point.json").read_text())
+    assert stored["rule"] == "fixed 0.5" and set(stored["thresholds"].values()) == {0.5}
+    assert stored["chosen_on"] == "set in the configuration (training.cutoff)"
+    dep = CliRunner().invoke(app, [str(a) for a in [
+        "deploy", "--model", tmp_path / "final" / "TARGET" / "model.ckpt", "--features", trained["feats"],
+        "--clini", trained["clini"], "--slides-table", trained["slides"], "--out", tmp_path / "dep"]])
+    assert dep.exit_code == 0, dep.output
+    assert "at the carried cut-off 0.500" in " ".join(dep.output.split())
+    both = CliRunner().invoke(app, [str(a) for a in ["crossval", "--features", feats, "--clini", clini, "--slides-table", slides,
+                                                     "-t", "TARGET", "--cutoff", "0.5", "--target-sensitivity", "0.9",
+                                                     "--out", tmp_path / "bad"]])
+    assert both.exit_code == 2 and "give cutoff (--cutoff) or target_sensitivity (--target-sensitivity), not both" \
+        in " ".join(both.output.split())
+    assert not (tmp_path / "bad").exists() and root.is_dir()

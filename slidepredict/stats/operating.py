@@ -46,9 +46,10 @@ def sensitivity_threshold(y: np.ndarray, p: np.ndarray, sensitivity: float) -> f
 
 
 def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str,
-           sensitivity: float | None = None) -> OperatingPoint:
+           sensitivity: float | None = None, cutoff: float | None = None) -> OperatingPoint:
     """Per class, one-vs-rest, on ``preds`` (a patient-preds frame with true labels): Youden's J cut-off,
-    or with ``sensitivity`` the highest cut-off that reaches it (a screening test's rule)."""
+    with ``sensitivity`` the highest cut-off that reaches it (a screening test's rule), or the fixed
+    ``cutoff`` (its in-sample sensitivity and specificity recorded)."""
     from slidepredict.stats.metrics import youden_threshold
 
     truth = preds[target].astype(str).to_numpy()
@@ -57,13 +58,24 @@ def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str,
         y, p = (truth == cls).astype(int), preds[f"{target}_{cls}"].to_numpy(dtype=float)
         if y.min() == y.max():
             continue
-        cut = youden_threshold(y, p) if sensitivity is None else sensitivity_threshold(y, p, sensitivity)
+        cut = (cutoff if cutoff is not None else youden_threshold(y, p) if sensitivity is None
+               else sensitivity_threshold(y, p, sensitivity))
         thresholds[cls] = cut
         sens, spec = at_threshold(y, p, cut)
         in_sample[cls] = {"sensitivity": sens, "specificity": spec}
-    rule = RULE if sensitivity is None else f"sensitivity>={sensitivity:g}"
+    rule = fixed_rule(cutoff) if cutoff is not None else RULE if sensitivity is None else f"sensitivity>={sensitivity:g}"
     return OperatingPoint(target=target, thresholds=thresholds, rule=rule, chosen_on=chosen_on,
                           n_patients=len(preds), in_sample=in_sample)
+
+
+def fixed_rule(cutoff: float) -> str:
+    return f"fixed {cutoff:g}"
+
+
+def fixed(target: str, categories: Sequence[str], cutoff: float, n_patients: int) -> OperatingPoint:
+    """The configured cut-off for every class, for a model without out-of-fold predictions to check it on."""
+    return OperatingPoint(target=target, thresholds={str(c): float(cutoff) for c in categories}, rule=fixed_rule(cutoff),
+                          chosen_on="set in the configuration (training.cutoff)", n_patients=n_patients)
 
 
 def write(folder: Path, point: OperatingPoint) -> Path:

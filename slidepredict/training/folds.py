@@ -62,6 +62,7 @@ def record_run(out_dir: Path, cohort: Cohort, config: TrainSettings,
 def crossval(
     cohort: Cohort, out_dir: str | os.PathLike[str], config: TrainSettings, folds: int = 5, fold: int | None = None,
     baseline: str | None = None, target_sensitivity: float | None = None, leave_group_out: bool = False,
+    cutoff: float | None = None,
 ) -> Any:
     """Train and test one model per fold; returns the pooled test predictions (also written to disk).
 
@@ -70,7 +71,7 @@ def crossval(
     ``baseline`` (a pooling of :mod:`slidepredict.training.baseline`) also fits that reference on
     the same folds, into ``baseline-<pooling>/`` when the folds are pooled. The pooled predictions
     also choose the operating point carried to deploy (``stats/operating.py``; Youden's J, or the
-    cut-off reaching ``target_sensitivity``). With ``cohort.groups`` the folds are grouped
+    cut-off reaching ``target_sensitivity``, or the fixed ``cutoff``). With ``cohort.groups`` the folds are grouped
     (``training/splits.py``), or one per group with ``leave_group_out``.
     """
     import pandas as pd
@@ -125,7 +126,7 @@ def crossval(
     chosen_on = f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)"
     if cohort.kind == "categorical":  # a cut-off on class probabilities; a continuous prediction needs none
         operating.write(out_dir, operating.choose(pooled, str(cohort.target), cohort.categories, chosen_on,
-                                                  target_sensitivity))
+                                                  target_sensitivity, cutoff))
     elif cohort.kind == "survival":  # high- and low-risk groups split where the training cohort's risks split
         operating.write(out_dir, operating.OperatingPoint(
             target=str(cohort.target), thresholds={"risk": float(pooled["risk"].median())},

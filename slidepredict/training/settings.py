@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from slidepredict.core.device import Device
 from slidepredict.core.settings import Settings, registered, setting
@@ -86,10 +86,20 @@ class TrainingSettings(TrainSettings):
     target_sensitivity: float | None = setting(
         None, "Operating point carried to deploy: the cut-off reaching this sensitivity on the out-of-fold "
         "predictions (null: Youden's J).", gt=0, le=1)
+    cutoff: float | None = setting(
+        None, "A fixed probability cut-off for every class, carried to deploy instead of one chosen on the "
+        "out-of-fold predictions (e.g. 0.5, as cell classifiers use); written with a final model trained "
+        "without cross-validation too.", gt=0, lt=1)
 
     def baseline_pooling(self) -> str | None:
         """The baseline's pooling, or None when switched off."""
         return None if self.baseline == "none" else self.baseline
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "TrainingSettings":
+        if self.cutoff is not None and self.target_sensitivity is not None:
+            raise ValueError("give cutoff (--cutoff) or target_sensitivity (--target-sensitivity), not both")
+        return self
 
     @field_validator("targets")
     @classmethod

@@ -47,6 +47,10 @@ def run_targets(
         labelled = with_groups(labelled, training.group, cohort.clini_table, cohort.patient_col)
         if mode == "train":
             ckpt = train_final(labelled, out / target, training)
+            if training.cutoff is not None and labelled.kind == "categorical":
+                from slidepredict.stats import operating
+
+                operating.write(out / target, operating.fixed(target, labelled.categories, training.cutoff, len(labelled)))
             yield f"{target}: model trained on {len(labelled)} patients -> {ckpt}"
         elif fold is not None:
             crossval(labelled, out / target, training, folds=training.folds, fold=fold,
@@ -55,7 +59,8 @@ def run_targets(
         else:
             pooling = training.baseline_pooling()
             preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling,
-                             target_sensitivity=training.target_sensitivity, leave_group_out=training.leave_group_out)
+                             target_sensitivity=training.target_sensitivity, leave_group_out=training.leave_group_out,
+                             cutoff=training.cutoff)
             auc = pooled_auroc(preds, target, labelled.categories, labelled.kind)
             yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled "
                    f"{score_name(labelled.categories, labelled.kind)} {auc:.3f}"
