@@ -231,6 +231,21 @@ def _checked(path: Path, value: float, backend: Any) -> float:
     return float(value)
 
 
+def file_mpp(path: str | os.PathLike[str]) -> tuple[float, str] | None:
+    """The resolution a file records and where (TIFF tags, OME, DPI), or None: no file, no reader, no record."""
+    try:
+        _, backend = _open_backend(Path(path))
+    except SlideError:
+        return None
+    try:
+        for source, value in backend.mpp_candidates():
+            if value is not None and _MPP_RANGE[0] <= value <= _MPP_RANGE[1]:
+                return float(value), source
+        return None
+    finally:
+        backend.close()
+
+
 def open_slide(path: str | os.PathLike[str], mpp: MPPChoice = None) -> Slide:
     """Open any supported slide with its resolution: the file's own; ``mpp`` (a float) only for files
     without one; an :class:`MPPOverride` replaces the file's (a mixed folder is never silently rescaled)."""

@@ -326,3 +326,24 @@ def test_a_screen_embedded_with_the_reference_range(field, tmp_path: Path) -> No
                   "--out", tmp_path / "bad")
     assert both.exit_code == 2 and "give intensity_range (--intensity-range) or intensity_from (--intensity-from), not both" \
         in " ".join(both.output.split())
+
+
+def test_resolution_from_the_table_the_file_or_the_flag(tmp_path: Path) -> None:
+    """MPP: the table's value first, then what the file records (TIFF tags), then --mpp; recorded in the h5."""
+    from slidepredict.cells.extract import embed_cohort
+    from slidepredict.featurefile.read import read_features
+    from slidepredict.features import ExtractSettings, load_encoder
+    from slidepredict.features.extraction import Runner
+
+    rng = np.random.default_rng(0)
+    img = (rng.random((64, 64)) * 2000 + 100).astype(np.uint16)
+    (tmp_path / "im").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "tagged.tif", img, resolution=(20000, 20000), resolutionunit="CENTIMETER")
+    tifffile.imwrite(tmp_path / "im" / "listed.tif", img, resolution=(20000, 20000), resolutionunit="CENTIMETER")
+    tifffile.imwrite(tmp_path / "im" / "bare.tif", img)
+    pd.DataFrame({"IMAGE": ["tagged.tif", "listed.tif", "bare.tif"], "MPP": ["", "0.8", ""]}).to_csv(tmp_path / "t.csv", index=False)
+    runner = Runner(load_encoder("stain-texture"), ExtractSettings())
+    embed_cohort(read_image_table(tmp_path / "t.csv", tmp_path / "im"), tmp_path / "out", runner,
+                 UnitSettings(kind="tiles", size=32), mpp=0.3)
+    got = {n: read_features(tmp_path / "out" / "features" / f"{n}.h5").attrs["mpp"] for n in ("tagged", "listed", "bare")}
+    assert got == {"tagged": pytest.approx(0.5), "listed": pytest.approx(0.8), "bare": pytest.approx(0.3)}

@@ -28,6 +28,7 @@ from slidepredict.core.errors import CohortError
 from slidepredict.featurefile import COORDS, FEATURE_DATASETS, FEATURES, clean_partials, write_h5_atomic, write_once
 from slidepredict.features.extraction import Runner
 from slidepredict.layout import NORM_FILE
+from slidepredict.slide import file_mpp
 
 log = logging.getLogger("slidepredict")
 BAG = "BAG"
@@ -126,9 +127,13 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
     mpps = df[MPP] if MPP in df.columns else [np.nan] * len(df)
     per_image = {Path(p): (str(name), stem, float(m) if np.isfinite(m) else mpp)
                  for p, name, stem, m, keep in zip(df["path"], df[IMAGE], stems, mpps, selected) if keep}
+    has_table_mpp = {Path(p): bool(np.isfinite(m)) for p, m in zip(df["path"], mpps)}
 
     def work(path: Path) -> str:
         name, stem, image_mpp = per_image[path]
+        if not has_table_mpp[path]:  # the table's MPP first, then the file's own, then --mpp
+            recorded = file_mpp(path)
+            image_mpp = recorded[0] if recorded else image_mpp
         attrs = dict(base)
         if image_mpp:  # without a resolution, positions stay in pixels and tile sizes unrecorded
             attrs["mpp"] = float(image_mpp)

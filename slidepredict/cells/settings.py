@@ -37,7 +37,7 @@ class CellSettings(Settings):
         None, "normalisation.json of another image cohort (its `cells` output): embed with the fixed range it "
         "recorded, as a screen must be embedded like the reference it is classified by.")
     channels: list[int] | None = setting(None, "Channels (0-based) fed to the encoder as R, G, B (null: the first three).")
-    mpp: float | None = setting(None, "Microns per pixel of images whose table row has no MPP.", gt=0)
+    mpp: float | None = setting(None, "Microns per pixel of images whose table row has no MPP and whose file records none.", gt=0)
     plates: list[str] | None = setting(
         None, "Embed only the images of these plates (PLATE values): one job per plate on a cluster. "
         "bags.csv and the cohort intensity range still cover the whole table, so every job writes the same ones.",
