@@ -20,7 +20,8 @@ SMALL = DemoSize(train_patients=12, external_patients=10, folds=3, steps=60)
 def test_demo_runs_every_stage_and_says_what_its_numbers_are(tmp_path: Path) -> None:
     """Every stage on the demo's realistic cohort; learning itself is judged in test_end_to_end (more patients)."""
     ctx = run_demo(tmp_path / "demo", SMALL)
-    assert set(ctx.results) == {"tile", "extract", "crossval", "train", "deploy", "heatmaps", "report"}
+    assert set(ctx.results) == {"tile", "extract", "crossval", "train", "deploy", "screen", "clusters", "heatmaps", "report"}
+    assert ctx.results["screen"] is None and ctx.results["clusters"] is None  # image-cohort stages: not configured
     crossval = [h for h in ctx.headlines if "cross-validation (held-out folds, pooled)" in h]
     assert len(crossval) == 1
     assert "95% CI" in crossval[0] and "per fold" in crossval[0] and " +- " in crossval[0]
