@@ -33,9 +33,10 @@ TEMPLATE_SECTIONS = ("training",)
 # Optional sections the template shows commented out, with what uncommenting them does.
 COMMENTED_SECTIONS = {
     "deploy": "uncomment to validate on an external cohort",
-    "cells": "uncomment for a cohort of microscopy images, read by `slidepredict cells --config` (docs/cells.md)",
-    "screen": "uncomment to score a screen's wells against its controls with `slidepredict screen --config`",
-    "clusters": "uncomment to look for sub-populations with `slidepredict clusters --config`",
+    "cells": "uncomment for a cohort of microscopy images instead of slides (then cohort:, tiling: and "
+             "heatmaps: are not used; deploy: names the plate to score; docs/cells.md)",
+    "screen": "uncomment to score the deploy: plate's wells against its controls (run, or `slidepredict screen --config`)",
+    "clusters": "uncomment to look for sub-populations of cells (run, or `slidepredict clusters --config`)",
 }
 
 
