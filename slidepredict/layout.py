@@ -38,6 +38,7 @@ FOLDERS = {
     "tiles": "tiles", "features": "features", "external_tiles": "external/tiles",
     "external_features": "external/features", "crossval_root": "crossval", "train_root": "train",
     "cells": "cells", "external_cells": "external/cells",  # image cohorts: features/, bags.csv, normalisation.json
+    "finetune": "finetune",  # `slidepredict finetune --config`: tuned encoders, or a cross-validation tuned per fold
 }
 
 
@@ -54,6 +55,7 @@ class RunLayout:
     train_root: Path = field(init=False)
     cells: Path = field(init=False)
     external_cells: Path = field(init=False)
+    finetune: Path = field(init=False)
 
     def __post_init__(self) -> None:
         for name, rel in FOLDERS.items():

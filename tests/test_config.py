@@ -43,7 +43,7 @@ def test_unknown_section(tmp_path: Path) -> None:
         load_config(path)
     assert str(err.value) == (
         f"{path}: unknown key 'tilling' (allowed here: output_dir, cohort, tiling, extract, training, deploy, "
-        "stats, heatmaps, report, cells, screen, clusters)"
+        "stats, heatmaps, report, cells, screen, clusters, finetune)"
     )
 
 

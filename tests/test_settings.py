@@ -145,7 +145,7 @@ def test_run_and_command_config_resolve_the_same(tmp_path: Path, recorded: list,
     for command, kwargs in recorded:
         by_run.setdefault(command, kwargs)  # the first call: the training cohort (the external one follows)
     recorded.clear()
-    assert set(by_run) == set(COMMANDS) - {"compare", "cells", "screen", "clusters"} - ({"stats", "crossval"} if training else set())
+    assert set(by_run) == set(COMMANDS) - {"compare", "cells", "screen", "clusters", "finetune"} - ({"stats", "crossval"} if training else set())
     for command in by_run:
         res = runner.invoke(app, [command, "--config", str(path)])
         assert res.exit_code == 0, f"{command}: {res.output}"

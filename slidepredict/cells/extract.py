@@ -25,7 +25,7 @@ from slidepredict.cells.table import IMAGE, MPP, PLATE, WELL, ImageCohort, read_
 from slidepredict.cells.units import UnitSettings, crop, make_units
 from slidepredict.core import batch
 from slidepredict.core.errors import CohortError
-from slidepredict.featurefile import COORDS, FEATURE_DATASETS, FEATURES, clean_partials, write_h5_atomic, write_once
+from slidepredict.featurefile import COORDS, TUNED_ATTR, FEATURE_DATASETS, FEATURES, clean_partials, write_h5_atomic, write_once
 from slidepredict.features.extraction import Runner
 from slidepredict.layout import NORM_FILE
 from slidepredict.slide import file_mpp
@@ -113,8 +113,10 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
     clean_partials(features)
     enc = runner.encoder
     base = {"encoder": enc.name, "encoder_hash": enc.encoder_hash, "tile_size_px": int(enc.cfg.input_px),
-            "stain_norm": "none", "unit": units.kind, "unit_size": int(units.size),
-            }
+            "stain_norm": "none", "unit": units.kind, "unit_size": int(units.size)}
+    if enc.tuning is not None:
+        base["encoder_tuning"] = (f"fine-tuned for {enc.tuning['target']} on {len(enc.tuned_on)} images "
+                                  f"({enc.weights.path})")
     df = cohort.table
     if norm.scope == "cohort" and norm.ranges is None:
         norm = replace(norm, ranges=cohort_ranges([Path(p) for p in df["path"]], norm))
@@ -135,6 +137,8 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
             recorded = file_mpp(path)
             image_mpp = recorded[0] if recorded else image_mpp
         attrs = dict(base)
+        if enc.tuning is not None:  # crossval refuses to test on units the encoder was tuned on
+            attrs[TUNED_ATTR] = name in enc.tuned_on
         if image_mpp:  # without a resolution, positions stay in pixels and tile sizes unrecorded
             attrs["mpp"] = float(image_mpp)
             if units.kind != "image":  # a whole image's size varies from image to image
@@ -165,23 +169,33 @@ def recorded_ranges(path: Path) -> list[float]:
     return flat
 
 
-def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch.BatchResult:
-    """`slidepredict cells`: check the table, load the encoder once, embed every image (settings objects in)."""
+def unit_settings(cells: Any) -> UnitSettings:
+    """The `cells:` settings' units, with a centroid table read and checked (settings object in)."""
     from slidepredict.cohort.tables import read_table, require_columns
-    from slidepredict.features._builder import load_encoder
 
-    cohort = read_image_table(cells.table, cells.images, plate_wells=cells.plate_format)
-    plate_rows(cohort, cells.plates)  # a wrong --plate fails before the encoder loads
     centroids = None
     if cells.centroids is not None:
         centroids = read_table(cells.centroids)
         require_columns(centroids, [IMAGE, "X", "Y"], Path(cells.centroids), "centroid table")
         centroids = centroids.assign(X=centroids["X"].astype(float), Y=centroids["Y"].astype(float))
-    units = UnitSettings(kind=cells.unit, size=cells.unit_size, min_area=cells.min_area, masks=cells.masks,
-                         centroids=centroids)
+    return UnitSettings(kind=cells.unit, size=cells.unit_size, min_area=cells.min_area, masks=cells.masks,
+                        centroids=centroids)
+
+
+def normalisation(cells: Any) -> Normalisation:
+    """The `cells:` settings' intensity normalisation (a fixed range given, or read from another run)."""
     ranges = recorded_ranges(cells.intensity_from) if cells.intensity_from is not None else cells.intensity_range
-    norm = Normalisation(low=cells.low, high=cells.high, channels=tuple(cells.channels) if cells.channels else None,
+    return Normalisation(low=cells.low, high=cells.high, channels=tuple(cells.channels) if cells.channels else None,
                          scope=cells.scope, ranges=None if ranges is None else tuple(zip(ranges[::2], ranges[1::2])))
+
+
+def embed_images(cells: Any, extract: Any, out: str | os.PathLike[str]) -> batch.BatchResult:
+    """`slidepredict cells`: check the table, load the encoder once, embed every image (settings objects in)."""
+    from slidepredict.features._builder import load_encoder
+
+    cohort = read_image_table(cells.table, cells.images, plate_wells=cells.plate_format)
+    plate_rows(cohort, cells.plates)  # a wrong --plate fails before the encoder loads
+    units, norm = unit_settings(cells), normalisation(cells)
     runner = Runner(load_encoder(extract.encoder, extract.weights), extract)  # fails before any output
     runner.check_tile_size(int(runner.encoder.cfg.input_px))
     return embed_cohort(cohort, out, runner, units, norm, bag=cells.bag, mpp=cells.mpp, plates=cells.plates)

@@ -85,3 +85,33 @@ class ClusterSettings(Settings):
     rare: float = setting(0.05, "A cluster with fewer than this share of all units is rare.", gt=0, lt=1)
     alpha: float = setting(0.05, "False discovery rate (Benjamini-Hochberg) under which a cluster is enriched.", gt=0, lt=1)
     seed: int = setting(0, "Random seed of the sampling and of k-means.", flag="--cluster-seed")
+
+
+class FinetuneSettings(Settings):
+    """Fine-tuning the last blocks of a timm encoder on an image cohort's units (`slidepredict finetune`).
+
+    Each unit takes its image's label; the new linear head and the tuned blocks learn together,
+    the rest of the backbone stays frozen (batch-norm statistics included, as batches are small).
+    """
+
+    blocks: int = setting(1, "Last blocks of the backbone trained (timm's coarse groups of the layers the "
+                          "encoder uses, e.g. layer3 of resnet50-trunc); the rest stays frozen.", ge=1)
+    epochs: int = setting(4, "Passes over the training units; the epoch with the lowest validation loss is kept.",
+                          gt=0, flag="--tune-epochs")
+    lr: float = setting(1e-4, "Learning rate of the tuned blocks (AdamW); the new linear head gets 10x.", gt=0,
+                        flag="--tune-lr")
+    batch_size: int = setting(32, "Units per optimiser step.", gt=0, flag="--tune-batch-size")
+    units_per_image: int = setting(32, "Units sampled from each image (all when it has fewer): bounds memory and "
+                                   "keeps crowded images from dominating.", gt=0)
+    augment: list[str] = setting(
+        default_factory=lambda: ["flips", "rot90", "brightness", "contrast"],
+        description="Random augmentations of each training unit (flips, rot90, brightness, contrast); [] for none.")
+    brightness: float = setting(0.2, "Brightness augmentation: intensities scaled by a factor in [1-b, 1+b].",
+                                ge=0, lt=1)
+    contrast: float = setting(0.2, "Contrast augmentation: deviations from the unit's mean scaled by [1-c, 1+c].",
+                              ge=0, lt=1)
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augment(cls, v: list[str]) -> list[str]:
+        return [registered("augmentations", a) for a in v]

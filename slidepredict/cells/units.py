@@ -131,15 +131,20 @@ def from_centroids(rgb: np.ndarray, path: Path, name: str, s: UnitSettings) -> n
 
 def crop(rgb: np.ndarray, box: np.ndarray, out_px: int) -> np.ndarray:
     """The box (zero padding where it leaves the image) resized to ``out_px`` square, uint8 RGB."""
-    from PIL import Image
-
     x, y, side = (int(v) for v in box)
     h, w = rgb.shape[:2]
     patch = np.zeros((side, side, 3), np.uint8)
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
     if x1 > x0 and y1 > y0:
         patch[y0 - y : y1 - y, x0 - x : x1 - x] = rgb[y0:y1, x0:x1]
-    if side == out_px:
+    return resize_square(patch, out_px)
+
+
+def resize_square(patch: np.ndarray, out_px: int) -> np.ndarray:
+    """A square uint8 RGB patch at ``out_px`` (bilinear): the one resize embedding and fine-tuning share."""
+    from PIL import Image
+
+    if patch.shape[0] == out_px:
         return patch
     return np.asarray(Image.fromarray(patch).resize((out_px, out_px), Image.BILINEAR))
 

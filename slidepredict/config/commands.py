@@ -129,6 +129,12 @@ def _cells(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, A
     return {"out": layout.cells}
 
 
+@_register("finetune", Uses("cells"), Uses("extract", skip=("stain_norm", "stain_ref", "workers", "batch_size")),
+           Uses("finetune"), Uses("training", skip=("device", "workers")))
+def _finetune(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
+    return {"out": layout.finetune}
+
+
 @_register("screen", Uses("screen"), Uses("cells", ("plate_format",)))
 def _screen(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str, Any]:
     paths: dict[str, Any] = {"out": layout.screen()}

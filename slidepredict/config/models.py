@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import model_validator
 
-from slidepredict.cells.settings import CellSettings, ClusterSettings, ScreenSettings
+from slidepredict.cells.settings import CellSettings, ClusterSettings, FinetuneSettings, ScreenSettings
 from slidepredict.cohort.settings import CohortSettings
 from slidepredict.core.settings import Settings, setting
 from slidepredict.deploy.settings import DeploySettings
@@ -41,6 +41,7 @@ class RunConfig(Settings):
     cells: CellSettings | None = None
     screen: ScreenSettings | None = None
     clusters: ClusterSettings | None = None
+    finetune: FinetuneSettings | None = None
 
     @model_validator(mode="before")
     @classmethod

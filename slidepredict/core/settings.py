@@ -64,6 +64,7 @@ REGISTRIES: dict[str, tuple[str, str]] = {
     "encoders": ("slidepredict.features", "list_encoders"),
     "mil": ("slidepredict.mil", "list_mil"),
     "units": ("slidepredict.cells.units", "list_units"),
+    "augmentations": ("slidepredict.cells.augment", "list_augmentations"),
 }
 
 

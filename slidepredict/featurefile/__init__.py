@@ -50,6 +50,7 @@ from slidepredict.featurefile.read import (
 )
 from slidepredict.featurefile.spec import (
     COMPARED,
+    TUNED_ATTR,
     UNKNOWN,
     FeatureSpec,
     SlideFeatures,
@@ -60,7 +61,7 @@ from slidepredict.featurefile.spec import (
 
 __all__ = [
     "COMPARED", "COMPLETE_ATTR", "COORDS", "COORDS_DATASETS", "COORDS_SUBDIR", "FEATURES", "FEATURE_DATASETS",
-    "FEATURE_KEYS", "LOCK_SUFFIX", "STAMP_FEATURES", "STAMP_FILE_STEM", "TILE_ATTRS", "TMP_SUFFIX", "UNKNOWN",
+    "FEATURE_KEYS", "LOCK_SUFFIX", "STAMP_FEATURES", "STAMP_FILE_STEM", "TILE_ATTRS", "TMP_SUFFIX", "TUNED_ATTR", "UNKNOWN",
     "FeatureBag", "FeatureSpec", "SlideFeatures", "check_model_features", "clam_coords_attrs", "clean_partials",
     "common_spec", "coords_attrs", "coords_digest", "default_coords_dir", "feature_attrs", "feature_dataset",
     "index_feature_files", "is_complete", "is_known", "load_coords", "open_h5", "plain_attrs", "positions_um",

@@ -20,7 +20,7 @@ import numpy as np
 from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile.h5 import plain_attrs, read_attrs
 from slidepredict.featurefile.layout import COORDS, FEATURE_KEYS, STAMP_FEATURES
-from slidepredict.featurefile.spec import FeatureSpec, SlideFeatures, microns_per_px
+from slidepredict.featurefile.spec import TUNED_ATTR, FeatureSpec, SlideFeatures, microns_per_px
 
 if TYPE_CHECKING:
     import h5py
@@ -146,7 +146,8 @@ def probe_feature_file(path: Path) -> SlideFeatures:
     with open_h5(path) as f:
         n, dim = feature_dataset(f, path).shape[-2:]
         attrs = plain_attrs(f.attrs)
-    return SlideFeatures(path, int(n), FeatureSpec.from_attrs(attrs, dim), microns_per_px(attrs))
+    return SlideFeatures(path, int(n), FeatureSpec.from_attrs(attrs, dim), microns_per_px(attrs),
+                         bool(attrs.get(TUNED_ATTR, False)))
 
 
 SLIDE_GAP_UM = 1e6  # a patient's slides are placed this far apart (1 m): no tile of one neighbours a tile of another

@@ -24,6 +24,7 @@ from slidepredict.core.errors import CohortError, FeatureFileError
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+TUNED_ATTR = "encoder_tuned_on_image"  # written (True/False) by an encoder fine-tuned on an image cohort
 
 # Compared settings, in the order their mismatches are reported (the most telling first).
 COMPARED = ("encoder", "encoder_hash", "dim", "tile_size_um", "tile_size_px", "stain_norm")
@@ -128,6 +129,7 @@ class SlideFeatures:
     n_tiles: int
     spec: FeatureSpec
     um_per_px: float | None = None  # microns per level-0 pixel of its coords (None: the file does not say)
+    tuned_on: bool = False  # its encoder was fine-tuned on this very image (never a held-out test bag)
 
 
 def microns_per_px(attrs: Mapping[str, Any]) -> float | None:

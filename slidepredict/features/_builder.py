@@ -133,18 +133,33 @@ class TileEncoder(nn.Module):
         return out.float()
 
 
+# Where a fine-tuned encoder's weights file records what it was tuned on (safetensors metadata).
+TUNING_KEY = "slidepredict.finetune"
+
+
 @dataclass
 class Encoder:
-    """A ready-to-run encoder and the provenance that goes into every feature file."""
+    """A ready-to-run encoder and the provenance that goes into every feature file.
+
+    ``tuning`` is what a fine-tuned weights file records (``slidepredict finetune``): the target,
+    the blocks tuned and the images seen, so features of those images can be told apart from
+    features of images the encoder never saw (the held-out ones).
+    """
 
     cfg: EncoderConfig
     module: TileEncoder
     weights: ResolvedWeights
     encoder_hash: str
+    tuning: dict | None = None
 
     @property
     def name(self) -> str:
         return self.cfg.name
+
+    @property
+    def tuned_on(self) -> frozenset[str]:
+        """Images (IMAGE values) whose units the encoder was fine-tuned on; empty for an untuned encoder."""
+        return frozenset(self.tuning["images"]) if self.tuning else frozenset()
 
 
 def encoder_hash(cfg: EncoderConfig, weights: ResolvedWeights) -> str:
@@ -159,6 +174,31 @@ def encoder_hash(cfg: EncoderConfig, weights: ResolvedWeights) -> str:
     return f"{digest}-{weights.identity}" if weights.source == "random" else digest
 
 
+def load_backbone(cfg: EncoderConfig, resolved: ResolvedWeights) -> nn.Module:
+    """The whole architecture with its weights (before truncation): what fine-tuning trains and saves."""
+    if resolved.path is not None:
+        return load_weights_into(build_backbone(cfg, device="meta"), resolved, cfg)
+    return build_backbone(cfg, seed=resolved.seed or 0)
+
+
+def wrap_backbone(backbone: nn.Module, cfg: EncoderConfig, stain_norm: nn.Module | None = None) -> TileEncoder:
+    """Truncate where the config says and wrap: the truncated module shares the backbone's parameters."""
+    if cfg.truncate_after:
+        backbone = _truncate(backbone, cfg.truncate_after)
+    return TileEncoder(backbone, cfg, stain_norm)
+
+
+def read_tuning(weights: ResolvedWeights) -> dict | None:
+    """The fine-tuning record a weights file carries (None: not tuned here, or not a safetensors file)."""
+    if weights.path is None or weights.path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(weights.path), "pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta[TUNING_KEY]) if TUNING_KEY in meta else None
+
+
 def load_encoder(
     name: str,
     weights: str | os.PathLike[str] | None = None,
@@ -168,12 +208,10 @@ def load_encoder(
     """Resolve weights (see :mod:`._weights`), build, load, and move to ``device`` in eval mode."""
     cfg = get_encoder(name)
     resolved = resolve_weights(cfg, weights)
-    if resolved.path is not None:
-        backbone = load_weights_into(build_backbone(cfg, device="meta"), resolved, cfg)
-    else:
-        backbone = build_backbone(cfg, seed=resolved.seed or 0)
-    if cfg.truncate_after:
-        backbone = _truncate(backbone, cfg.truncate_after)
-    module = TileEncoder(backbone, cfg, stain_norm).eval().to(device)
+    tuning = read_tuning(resolved)
+    if tuning is not None and tuning.get("encoder") != cfg.name:
+        raise ConfigError(f"weights file {resolved.path} was fine-tuned from encoder '{tuning.get('encoder')}'; "
+                          f"use --encoder {tuning.get('encoder')}")
+    module = wrap_backbone(load_backbone(cfg, resolved), cfg, stain_norm).eval().to(device)
     module = module.to(memory_format=torch.channels_last)
-    return Encoder(cfg=cfg, module=module, weights=resolved, encoder_hash=encoder_hash(cfg, resolved))
+    return Encoder(cfg=cfg, module=module, weights=resolved, encoder_hash=encoder_hash(cfg, resolved), tuning=tuning)

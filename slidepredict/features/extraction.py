@@ -126,14 +126,14 @@ class Runner:
             torch.set_num_threads(params.threads)
         self.module = encoder.module.to(self.device)
 
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
         dtype = _AUTOCAST[self.precision]
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     @torch.inference_mode()
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> float32 (B, D) on the CPU."""
-        with self._autocast():
+        with self.autocast():
             return self.module(tiles.to(self.device, non_blocking=True)).float().cpu()
 
     def check_tile_size(self, tile_px: int) -> None:

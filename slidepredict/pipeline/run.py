@@ -36,7 +36,7 @@ StageFn = Callable[[RunContext], str | None]
 # Stages run in registration order; a stage returns a one-line summary, or None when not configured.
 # Commands that are not stages: stats (run computes it inside crossval), compare (a user's own pairs of
 # models) and cells (an image cohort's embedding is its `extract` stage, a deploy: plate's part of `deploy`).
-NOT_STAGES = ("stats", "compare", "cells")
+NOT_STAGES = ("stats", "compare", "cells", "finetune")
 STAGES: Registry[StageFn] = Registry("stage")
 register_stage = STAGES.register
 
@@ -219,6 +219,10 @@ def run_workflow(cfg: RunConfig, only: list[str] | None = None) -> RunContext:
     if cfg.clusters is not None and cfg.cells is None:
         raise SlidePredictError("clusters: in `slidepredict run` clusters an image cohort's cells; add a cells: "
                                 "section, or run `slidepredict clusters` on tile features (docs/cells.md)")
+    if cfg.finetune is not None:
+        raise SlidePredictError("finetune: is read by `slidepredict finetune --config` (docs/cells.md); `slidepredict "
+                                "run` does not fine-tune, so its models would use the frozen encoder: remove the "
+                                "section for `run`")
     unknown = sorted(set(only or []) - set(STAGES))
     if unknown:
         raise SlidePredictError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGES)}")

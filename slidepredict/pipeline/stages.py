@@ -17,7 +17,7 @@ from slidepredict.core.settings import for_target
 
 if TYPE_CHECKING:
     from slidepredict.core.batch import BatchResult
-    from slidepredict.cells.settings import CellSettings, ClusterSettings, ScreenSettings
+    from slidepredict.cells.settings import CellSettings, ClusterSettings, FinetuneSettings, ScreenSettings
     from slidepredict.cohort.settings import CohortSettings
     from slidepredict.deploy.settings import DeploySettings
     from slidepredict.tiling.settings import TilingSettings
@@ -76,6 +76,15 @@ def cells(out: Path, cells: CellSettings, extract: ExtractSettings) -> BatchResu
     from slidepredict.cells.extract import embed_images
 
     return embed_images(cells, extract, out)
+
+
+@writes()
+def finetune(out: Path, cells: CellSettings, extract: ExtractSettings, finetune: FinetuneSettings,
+             training: TrainingSettings, crossval: bool = False) -> list[str]:
+    """An encoder fine-tuned per target on an image cohort, or a cross-validation with one tuned per fold."""
+    from slidepredict.cells.tuned import run_finetune
+
+    return list(run_finetune(cells, extract, finetune, training, out, crossval=crossval))
 
 
 @writes()

@@ -49,6 +49,21 @@ def _guard_config(out_dir: Path, config: TrainSettings) -> None:
         )
 
 
+def _fold_done(folder: Path) -> bool:
+    return (folder / PREDS_FILE).is_file() and (folder / MODEL_FILE).is_file()
+
+
+def check_held_out(test: Cohort, what: str) -> None:
+    """Refuse to test on feature files whose encoder was fine-tuned on those very images (not held out)."""
+    seen = [s.path for p in test.patients for s in test.slides[p] if s.tuned_on]
+    if seen:
+        raise CohortError(
+            f"{what}: {len(seen)} held-out feature files (e.g. {seen[0]}) come from an encoder fine-tuned on those "
+            "very images, so their predictions would not be held out; cross-validate with `slidepredict finetune "
+            "--crossval` (one encoder tuned per fold), or embed with the untuned encoder"
+        )
+
+
 def record_run(out_dir: Path, cohort: Cohort, config: TrainSettings,
                splits: tuple[Splits, int, int] | None = None) -> None:
     """Write what identifies a training run (settings, cohort, new splits): only after its inputs passed every check."""
@@ -99,13 +114,16 @@ def crossval(
     for k, split in enumerate(splits):
         check_trainable(cohort.subset(split["train"]), why=f"for the inner validation split of fold {k}")
     _guard_config(out_dir, config)
+    for k in range(folds) if fold is None else [fold]:
+        if not _fold_done(fold_dir(out_dir, k)):
+            check_held_out(cohort.subset(splits[k]["test"]), f"fold {k}")
     record_run(out_dir, cohort, config, (splits, folds, config.seed) if new else None)
     frames = []
     for k in range(folds) if fold is None else [fold]:  # no outer bar: Lightning draws the per-epoch bar inside each fold
         log.info("%s: fold %d of %d", cohort.target, k + 1, folds)
         folder = fold_dir(out_dir, k)
         preds_path = folder / PREDS_FILE
-        if preds_path.is_file() and (folder / MODEL_FILE).is_file():
+        if _fold_done(folder):
             log.info("fold %d: already done, skipping (%s)", k, preds_path)
             frames.append(pd.read_csv(preds_path, dtype={"PATIENT": str}))
             continue

@@ -106,9 +106,11 @@ def inner_split(cohort: Cohort, val_fraction: float, seed: int) -> tuple[list[st
     """
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-    if cohort.groups is not None and len(set(cohort.groups)) >= 2:
-        k = min(len(set(cohort.groups)), max(2, round(1 / val_fraction)))
-        labels = np.asarray(cohort.strata())
+    labels = np.asarray(cohort.strata())
+    # scikit-learn needs every stratum to have at least k members (a few wells per class in a fold)
+    fewest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
+    if cohort.groups is not None and len(set(cohort.groups)) >= 2 and fewest >= 2:
+        k = min(len(set(cohort.groups)), max(2, round(1 / val_fraction)), fewest)
         for tr, va in StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
                 cohort.patients, labels, cohort.groups):
             if len(set(labels[tr])) == len(set(labels[va])) == len(set(labels)):

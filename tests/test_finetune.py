@@ -1,0 +1,195 @@
+"""Fine-tuning an encoder's last blocks on cells: what it trains, what it records, and that held-out stays held out.
+
+A tiny timm ResNet (timm's ``test_resnet``, 32 px input) registered here stands in for the real
+encoders, starting from a seeded random init (no weights can be downloaded in tests); the loading,
+saving and training code is the one real encoders go through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from slidepredict.cli import app
+from slidepredict.demo.cells import CellImageSpec, make_cell_images
+from slidepredict.features import list_encoders, register_encoder
+from slidepredict.features._registry import EncoderConfig
+
+TINY = "test-tiny-resnet"
+if TINY not in list_encoders():
+    @register_encoder(TINY)
+    def _tiny() -> EncoderConfig:
+        return EncoderConfig(name=TINY, dim=96, arch="test_resnet", hf_hub_id="test/tiny-resnet", input_px=32,
+                             description="timm's test_resnet, for tests")
+
+WELLS = tuple(f"{r}{c:02d}" for r in "AB" for c in range(1, 7))
+QUICK_MIL = ["--steps", "30", "--min-steps", "0", "--val-every", "10", "--restarts", "1"]
+
+
+def _run(*args: object, ok: bool = True) -> str:
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    if ok:
+        assert res.exit_code == 0, res.output
+    else:
+        assert res.exit_code != 0, res.output
+    said = [ln for ln in res.output.splitlines() if ln.strip() and not ln.startswith((" ", "INFO", "WARNING"))]
+    return " ".join(" ".join(said).split())  # what the command printed, without the log lines
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("finetune")
+    made = make_cell_images(root / "data", CellImageSpec(wells=WELLS, images_per_well=2, classes=("round", "elongated"),
+                                                         cells=(8, 12), seed=1))
+    args = ["--images", made.root / "images", "--image-table", made.table, "--encoder", TINY, "--weights", "random",
+            "--unit", "nuclei", "--unit-size", "32", "--bag", "well", "-t", "LABEL", "--tune-epochs", "2",
+            "--tune-lr", "1e-3"]
+    line = _run("finetune", *args, "--out", root / "tuned")
+    return SimpleNamespace(root=root, made=made, args=args, line=line, weights=root / "tuned" / "LABEL" / "encoder.safetensors")
+
+
+def test_only_the_last_block_is_trained_and_the_file_loads_as_encoder_weights(cohort: SimpleNamespace) -> None:
+    from safetensors.torch import load_file
+
+    from slidepredict.features import get_encoder, load_encoder
+    from slidepredict.features._builder import build_backbone
+
+    assert re.fullmatch(
+        rf"LABEL: {TINY} fine-tuned \(layer4\.0\) on \d+ units of \d+ images, epoch [12] of 2 kept, validation "
+        rf"accuracy \d\.\d\d on \d+ units -> {re.escape(str(cohort.weights))}; embed with `slidepredict cells "
+        rf"--encoder {TINY} --weights {re.escape(str(cohort.weights))}` \(its features are not for cross-validation: "
+        r"use --crossval\)", cohort.line), cohort.line
+    start = build_backbone(get_encoder(TINY), seed=0).state_dict()  # what `--weights random` started from
+    tuned = load_file(str(cohort.weights))
+    assert set(tuned) == set(start)
+    changed = {k for k in start if not torch.equal(start[k], tuned[k])}
+    assert changed and all(k.startswith("layer4.") for k in changed)  # frozen: stem, layer1-3, every BN statistic
+    assert not any("running" in k for k in changed)
+    enc = load_encoder(TINY, cohort.weights)
+    record = json.loads((cohort.weights.parent / "finetune.json").read_text())
+    assert enc.tuning is not None and enc.tuning["target"] == "LABEL" and enc.tuning["blocks"] == ["layer4.0"]
+    assert len(enc.tuned_on) == record["n_train_images"] + record["n_val_images"] == 24
+    assert len(record["history"]) == 2 and record["categories"] == ["elongated", "round"]
+    with pytest.raises(Exception, match=re.escape(f"was fine-tuned from encoder '{TINY}'; use --encoder {TINY}")):
+        load_encoder("resnet50-trunc", cohort.weights)
+
+
+def test_a_rerun_reuses_the_tuned_encoder_and_other_settings_are_refused(cohort: SimpleNamespace) -> None:
+    before = cohort.weights.stat().st_mtime_ns
+    assert _run("finetune", *cohort.args, "--out", cohort.root / "tuned") == cohort.line
+    assert cohort.weights.stat().st_mtime_ns == before
+    out = _run("finetune", *cohort.args, "--tune-epochs", "3", "--out", cohort.root / "tuned", ok=False)
+    assert out == (f"Error: {cohort.weights} was fine-tuned with epochs=2, this run asks for 3; use a new --out "
+                   "folder or delete it")
+    assert cohort.weights.stat().st_mtime_ns == before
+
+
+def test_crossval_refuses_features_of_an_encoder_tuned_on_the_test_images(cohort: SimpleNamespace) -> None:
+    from slidepredict.featurefile import read_attrs
+
+    cells = cohort.root / "tuned-cells"
+    _run("cells", "--images", cohort.made.root / "images", "--image-table", cohort.made.table, "--encoder", TINY,
+         "--weights", cohort.weights, "--unit", "nuclei", "--unit-size", "32", "--bag", "well", "--out", cells)
+    attrs = read_attrs(cells / "features" / "A01_s1.h5")
+    assert attrs["encoder_tuned_on_image"] and attrs["encoder_tuning"].startswith("fine-tuned for LABEL on 24 images")
+    bags = cells / "bags.csv"
+    out = _run("crossval", "--features", cells / "features", "--clini", bags, "--slides-table", bags, "--patient-col",
+               "BAG", "-t", "LABEL", "--folds", "2", *QUICK_MIL, "--out", cohort.root / "leaky", ok=False)
+    assert re.fullmatch(
+        r"Error: fold 0: \d+ held-out feature files \(e\.g\. \S+\.h5\) come from an encoder fine-tuned on those very "
+        r"images, so their predictions would not be held out; cross-validate with `slidepredict finetune --crossval` "
+        r"\(one encoder tuned per fold\), or embed with the untuned encoder", out), out
+    assert not list((cohort.root / "leaky").rglob("*.*"))  # refused before splits or settings were written
+
+
+def test_crossval_tunes_one_encoder_per_fold_on_its_training_images_only(cohort: SimpleNamespace) -> None:
+    from slidepredict.featurefile import read_attrs
+    from slidepredict.features._builder import read_tuning
+    from slidepredict.features._weights import ResolvedWeights
+
+    cv = cohort.root / "cv"
+    line = _run("finetune", *cohort.args, "--crossval", "--folds", "2", "--group", "WELL", *QUICK_MIL, "--out", cv)
+    assert re.fullmatch(
+        r"LABEL: 2-fold cross-validation of 12 bags, encoder fine-tuned in each fold on its training images: pooled "
+        r"AUROC \d\.\d{3}; frozen encoder, same folds: \d\.\d{3}; mean-pool \+ logistic regression, frozen features, "
+        rf"same folds: AUROC \d\.\d\d -> {re.escape(str(cv / 'LABEL' / 'patient-preds.csv'))}", line), line
+    table = pd.read_csv(cv / "frozen-cells" / "bags.csv")
+    splits = json.loads((cv / "LABEL" / "splits.json").read_text())["splits"]
+    assert splits == json.loads((cv / "LABEL" / "frozen" / "splits.json").read_text())["splits"]
+    for k, split in enumerate(splits):
+        seen = read_tuning(ResolvedWeights("file", path=cv / "LABEL" / f"fold-{k}" / "encoder" / "encoder.safetensors"))
+        assert seen is not None
+        test_images = set(table.loc[table.BAG.isin(split["test"]), "IMAGE"])
+        assert seen["images"] and not set(seen["images"]) & test_images
+        assert set(seen["images"]) <= set(table.loc[table.BAG.isin(split["train"]), "IMAGE"])
+        for image in table.IMAGE:  # each fold's features say which images its encoder saw
+            attrs = read_attrs(cv / "LABEL" / f"fold-{k}" / "cells" / "features" / f"{Path(image).stem}.h5")
+            assert bool(attrs["encoder_tuned_on_image"]) == (image in seen["images"])
+    pooled = pd.read_csv(cv / "LABEL" / "patient-preds.csv")
+    frozen = pd.read_csv(cv / "LABEL" / "frozen" / "patient-preds.csv")
+    assert sorted(pooled.PATIENT) == sorted(frozen.PATIENT) and len(pooled) == 12
+    assert dict(zip(pooled.PATIENT, pooled.fold)) == dict(zip(frozen.PATIENT, frozen.fold))
+    assert _run("finetune", *cohort.args, "--crossval", "--folds", "2", "--group", "WELL", *QUICK_MIL, "--out", cv) == line
+
+
+def test_every_augmentation_keeps_units_valid_and_does_what_it_says() -> None:
+    from slidepredict.cells.augment import AUGMENTS, augment, list_augmentations
+    from slidepredict.cells.settings import FinetuneSettings
+
+    s = FinetuneSettings()
+    x = torch.rand((64, 3, 12, 12), generator=torch.Generator().manual_seed(0)) * 155 + 50
+    for name in list_augmentations():
+        y = AUGMENTS[name](x, s, torch.Generator().manual_seed(1))
+        assert y.shape == x.shape and y.dtype == x.dtype and y.min() >= 0 and y.max() <= 255, name
+        assert torch.equal(y, AUGMENTS[name](x, s, torch.Generator().manual_seed(1))), name  # seeded
+        assert not torch.equal(y, x), name
+    for name in ("flips", "rot90"):  # the same pixels, moved
+        y = AUGMENTS[name](x, s, torch.Generator().manual_seed(1))
+        assert torch.equal(y.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+    ratio = AUGMENTS["brightness"](x, s, torch.Generator().manual_seed(1)).mean((1, 2, 3)) / x.mean((1, 2, 3))
+    assert ratio.min() >= 0.8 - 1e-6 and ratio.max() <= 1.2 + 1e-6 and ratio.std() > 0.05
+    y = AUGMENTS["contrast"](x, s, torch.Generator().manual_seed(1))
+    assert torch.allclose(y.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-3)  # contrast keeps each unit's mean
+    still = FinetuneSettings(brightness=0.0, contrast=0.0)
+    assert torch.allclose(augment(x, ["brightness", "contrast"], still, torch.Generator().manual_seed(1)), x, atol=1e-4)
+
+
+def test_bad_fine_tuning_requests_are_refused_in_one_line(cohort: SimpleNamespace, tmp_path: Path) -> None:
+    from slidepredict.config import RunConfig
+    from slidepredict.core.errors import SlidePredictError
+    from slidepredict.pipeline.run import run_workflow
+
+    args = [a if a != TINY else "stain-texture" for a in cohort.args]
+    args = [a for a in args if a not in ("--weights", "random")]
+    assert _run("finetune", *args, "--out", tmp_path / "a", ok=False) == (
+        "Error: encoder 'stain-texture' has no trainable backbone; fine-tune a timm encoder such as resnet50-trunc "
+        "(--encoder)")
+    assert _run("finetune", *cohort.args, "--blocks", "9", "--out", tmp_path / "b", ok=False) == (
+        f"Error: --blocks 9: encoder '{TINY}' uses 5 blocks (conv1 + bn1, layer1.0, layer2.0, layer3.0, layer4.0); "
+        "use --blocks 5 or fewer")
+    assert _run("finetune", *cohort.args, "--target-type", "continuous", "--out", tmp_path / "c", ok=False) == (
+        "Error: fine-tuning learns classes; target 'LABEL' is continuous")
+    out = _run("finetune", *cohort.args, "--augment", "blur", "--out", tmp_path / "d", ok=False)
+    assert "--augment" in out and "must be one of brightness, contrast, flips, rot90" in out
+    table = pd.read_csv(cohort.made.table)
+    table.loc[table.IMAGE == "A01_s2.tif", "LABEL"] = "elongated"  # a well whose two images disagree
+    table.to_csv(tmp_path / "mixed.csv", index=False)
+    mixed = [a if a != cohort.made.table else tmp_path / "mixed.csv" for a in cohort.args]
+    assert _run("finetune", *mixed, "--out", tmp_path / "e", ok=False) == (
+        "Error: bag 'P1:A01' holds images labelled elongated, round for 'LABEL'; every image of a well needs one "
+        "label (or use --bag image)")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".h5")]
+    cfg = RunConfig.model_validate({"output_dir": str(tmp_path / "run"), "cells": {"images": str(cohort.made.root),
+                                    "table": str(cohort.made.table)}, "training": {"targets": ["LABEL"]},
+                                    "finetune": {"blocks": 1}})
+    with pytest.raises(SlidePredictError, match=re.escape("finetune: is read by `slidepredict finetune --config`")):
+        run_workflow(cfg)
+    assert not (tmp_path / "run").exists()
