@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,11 +25,18 @@ from slidepredict.features import list_encoders, register_encoder
 from slidepredict.features._registry import EncoderConfig
 
 TINY = "test-tiny-resnet"
-if TINY not in list_encoders():
-    @register_encoder(TINY)
-    def _tiny() -> EncoderConfig:
-        return EncoderConfig(name=TINY, dim=96, arch="test_resnet", hf_hub_id="test/tiny-resnet", input_px=32,
-                             description="timm's test_resnet, for tests")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_encoder() -> Iterator[None]:
+    """Registered for this module only: other tests see the built-in encoders alone."""
+    from slidepredict.features._registry import _ENCODERS
+
+    register_encoder(TINY)(lambda: EncoderConfig(name=TINY, dim=96, arch="test_resnet", hf_hub_id="test/tiny-resnet",
+                                                 input_px=32, description="timm's test_resnet, for tests"))
+    yield
+    dict.pop(_ENCODERS, TINY)
+    assert TINY not in list_encoders()
 
 WELLS = tuple(f"{r}{c:02d}" for r in "AB" for c in range(1, 7))
 QUICK_MIL = ["--steps", "30", "--min-steps", "0", "--val-every", "10", "--restarts", "1"]

@@ -55,6 +55,7 @@ def _refused(c: dict[str, Path], out: Path) -> dict[str, list[object]]:
         "cells": ["cells", "--images", c["empty"], "--image-table", c["clini"], "--encoder", "stain-texture", "--out", out],
         "clusters": ["clusters", "--features", c["empty"], "--bags", c["clini"], "--images", c["empty"], "--out", out],
         "screen": ["screen", c["bad_preds"], "--bags", c["clini"], "--score-class", "POS", "--control", "DMSO", "--out", out],
+        "finetune": ["finetune", "--images", c["empty"], "--image-table", c["clini"], "-t", "TARGET", "--out", out],
     }
 
 
