@@ -133,8 +133,8 @@ def cost(n_units: int = 128) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wells", type=int, default=36)
-    ap.add_argument("--purity", type=float, default=0.4)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--purity", type=float, default=0.2)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--skip-cost", action="store_true")
     args = ap.parse_args()
     _register()

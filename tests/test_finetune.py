@@ -86,6 +86,9 @@ def test_only_the_last_block_is_trained_and_the_file_loads_as_encoder_weights(co
     assert enc.tuning is not None and enc.tuning["target"] == "LABEL" and enc.tuning["blocks"] == ["layer4.0"]
     assert len(enc.tuned_on) == record["n_train_images"] + record["n_val_images"] == 24
     assert len(record["history"]) == 2 and record["categories"] == ["elongated", "round"]
+    # it learns: round vs elongated cells, chance 0.5; measured 0.84 (without standardising the embeddings
+    # before the head it stayed at 0.51-0.56, as they vary by ~1e-2)
+    assert record["history"][record["best_epoch"] - 1]["val_accuracy"] >= 0.75
     with pytest.raises(Exception, match=re.escape(f"was fine-tuned from encoder '{TINY}'; use --encoder {TINY}")):
         load_encoder("resnet50-trunc", cohort.weights)
 

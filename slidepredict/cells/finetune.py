@@ -131,13 +131,35 @@ def _pass(runner: Any, head: nn.Module, units: Units, idx: np.ndarray, loss_fn: 
     return total / max(n, 1), right / max(n, 1)
 
 
+class _Standardise(nn.Module):
+    """Fixed per-feature centring and scaling: embeddings often vary by 1e-2 while their means differ by 1."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _standardiser(runner: Any, units: Units, tune: Any, n: int = 512) -> _Standardise:
+    """Mean and spread of the untuned embeddings of up to ``n`` training units (what the MIL heads standardise by too)."""
+    idx = np.random.default_rng(0).permutation(len(units.labels))[:n]
+    px = int(runner.encoder.cfg.input_px)
+    feats = torch.cat([runner.forward(_batch(units, idx[i : i + tune.batch_size], px, [], tune, None))
+                       for i in range(0, len(idx), tune.batch_size)])
+    return _Standardise(feats.mean(0), feats.std(0) + 1e-6)
+
+
 def train_blocks(runner: Any, backbone: nn.Module, blocks: int, train: Units, val: Units | None, n_classes: int,
                  tune: Any, seed: int) -> tuple[list[str], list[dict[str, float]], int]:
     """Train the last ``blocks`` and a linear head; leaves the backbone at its best epoch (lowest validation loss)."""
+    module = runner.module.eval()  # frozen batch-norm statistics: batches of a few cells are too small to update them
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = nn.Linear(runner.encoder.cfg.dim, n_classes).to(runner.device)
-    module = runner.module.eval()  # frozen batch-norm statistics: batches of a few cells are too small to update them
+        head = nn.Sequential(_standardiser(runner, train, tune), nn.Linear(runner.encoder.cfg.dim, n_classes))
+        head = head.to(runner.device)
     labels, params = tuned_parameters(backbone, module, blocks, runner.encoder.name)
     for p in module.parameters():
         p.requires_grad_(False)
