@@ -2,14 +2,16 @@
 
 Three measurements, in one run:
 
-- **tuned vs frozen, same folds** (``slidepredict finetune --crossval``): generated fluorescence
-  wells (``slidepredict.demo.cells``), apoptotic (fragmented nuclei) against alive, where only
-  ``--purity`` of an apoptotic well's cells show it; bags are wells, folds grouped by well. The
+- **tuned vs frozen, same folds** (``slidepredict finetune --crossval``, last block): generated
+  fluorescence wells (``slidepredict.demo.cells``), apoptotic (fragmented nuclei) against alive,
+  where only ``--purity`` of an apoptotic well's cells show it (each unit is labelled by its well,
+  so at purity 0.05 95% of an apoptotic well's unit labels are wrong); bags are wells, folds grouped by well. The
   encoder is a small timm ResNet (timm's ``test_resnet``, 32 px) from a seeded random init, the
   only weights a machine without downloads has; the MIL head is the default attention head.
 - **what the held-out guard prevents**: the labels shuffled across wells (no signal), one encoder
-  tuned on every image, then cross-validated on its features as if they were held out (the guard
-  is switched off for this row only). Any AUROC above 0.5 there is leakage, not learning; the same
+  tuned on every image (``--leak-blocks`` blocks for ``--leak-epochs`` epochs, long enough to
+  memorise), then cross-validated on its features as if they were held out (the guard is
+  switched off for this row only). Any AUROC above 0.5 there is leakage, not learning; the same
   shuffled labels with an encoder tuned per fold are the honest figure.
 - **cost**: units per second of one tuning epoch of ``resnet50-trunc`` (last block, layer3;
   random weights; 48 px cells resized to 224) against its embedding rate on the same crops, the
@@ -17,7 +19,7 @@ Three measurements, in one run:
 
 Usage::
 
-    python benchmarks/finetune.py [--wells 36] [--purity 0.4] [--epochs 4]
+    python benchmarks/finetune.py [--wells 36] [--purity 0.2 0.1 0.05] [--epochs 8] [--leak-epochs 30]
 """
 
 from __future__ import annotations
@@ -65,26 +67,29 @@ def _auroc(preds: Path | pd.DataFrame) -> float:
     return float(roc_auc_score(df.LABEL == "fragmented", df.LABEL_fragmented))
 
 
-def tuned_vs_frozen(root: Path, args: argparse.Namespace, label: str, table: Path, images: Path) -> dict[str, float]:
-    common = ["--images", images, "--image-table", table, "--encoder", SMALL, "--weights", "random", "--unit", "nuclei",
-              "--unit-size", "32", "--bag", "well", "-t", "LABEL", "--tune-epochs", args.epochs, "--tune-lr", "1e-3",
-              "--folds", "3", "--group", "WELL", *QUICK_MIL]
-    _cli("finetune", *common, "--crossval", "--out", root / label)
+def _tuning(epochs: int, blocks: int) -> list[object]:
+    return ["--encoder", SMALL, "--weights", "random", "--unit", "nuclei", "--unit-size", "32", "--bag", "well",
+            "-t", "LABEL", "--tune-epochs", epochs, "--blocks", blocks, "--tune-lr", "1e-3", "--group", "WELL"]
+
+
+def tuned_vs_frozen(root: Path, label: str, table: Path, images: Path, epochs: int, blocks: int) -> dict[str, float]:
+    _cli("finetune", "--images", images, "--image-table", table, *_tuning(epochs, blocks), "--folds", "3", *QUICK_MIL,
+         "--crossval", "--out", root / label)
     cv = root / label / "LABEL"
+    record = json.loads((cv / "fold-0" / "encoder" / "finetune.json").read_text())
     return {"tuned": _auroc(cv / "patient-preds.csv"), "frozen": _auroc(cv / "frozen" / "patient-preds.csv"),
-            "mean-pool LR": _auroc(cv / "frozen" / "baseline-mean-pool" / "patient-preds.csv")}
+            "mean-pool LR": _auroc(cv / "frozen" / "baseline-mean-pool" / "patient-preds.csv"),
+            "fold-0 train acc": record["history"][-1]["train_accuracy"]}
 
 
-def leaky(root: Path, args: argparse.Namespace, table: Path, images: Path) -> float:
+def leaky(root: Path, table: Path, images: Path, epochs: int, blocks: int) -> float:
     """Tune on every image, then cross-validate its features with the guard switched off: the leak's size."""
     from slidepredict.cohort.build import build_cohort
     from slidepredict.training import folds
     from slidepredict.training.settings import TrainingSettings
 
     weights = root / "leaky-tuned" / "LABEL" / "encoder.safetensors"
-    _cli("finetune", "--images", images, "--image-table", table, "--encoder", SMALL, "--weights", "random", "--unit",
-         "nuclei", "--unit-size", "32", "--bag", "well", "-t", "LABEL", "--tune-epochs", args.epochs, "--tune-lr", "1e-3",
-         "--group", "WELL", "--out", root / "leaky-tuned")
+    _cli("finetune", "--images", images, "--image-table", table, *_tuning(epochs, blocks), "--out", root / "leaky-tuned")
     res = CliRunner().invoke(app, ["--quiet", "cells", "--images", str(images), "--image-table", str(table), "--encoder",
                                    SMALL, "--weights", str(weights), "--unit", "nuclei", "--unit-size", "32", "--bag",
                                    "well", "--out", str(root / "leaky-cells")])
@@ -133,31 +138,38 @@ def cost(n_units: int = 128) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wells", type=int, default=36)
-    ap.add_argument("--purity", type=float, default=0.2)
+    ap.add_argument("--purity", type=float, nargs="+", default=[0.2, 0.1, 0.05])
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--leak-epochs", type=int, default=30, help="tuning long enough to memorise (shuffled rows)")
+    ap.add_argument("--leak-blocks", type=int, default=3)
     ap.add_argument("--skip-cost", action="store_true")
     args = ap.parse_args()
     _register()
     torch.set_num_threads(os.cpu_count() or 1)
     wells = tuple(f"{'ABCDEFGH'[i // 12]}{i % 12 + 1:02d}" for i in range(args.wells))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    result: dict[str, object] = {}
+    show = lambda d: ", ".join(f"{k} {v:.3f}" for k, v in d.items())  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        made = make_cell_images(root / "data", CellImageSpec(wells=wells, images_per_well=2, classes=("round", "fragmented"),
-                                                             cells=(12, 20), purity=args.purity, seed=5))
-        t0 = time.perf_counter()
-        real = tuned_vs_frozen(root, args, "real", made.table, made.root / "images")
-        print(f"apoptotic vs alive, {args.wells} wells, purity {args.purity}: AUROC " +
-              ", ".join(f"{k} {v:.3f}" for k, v in real.items()) + f" ({time.perf_counter() - t0:.0f} s)")
+        for purity in args.purity:
+            made = make_cell_images(root / f"data-{purity}", CellImageSpec(
+                wells=wells, images_per_well=2, classes=("round", "fragmented"), cells=(12, 20), purity=purity, seed=5))
+            t0 = time.perf_counter()
+            row = tuned_vs_frozen(root, f"real-{purity}", made.table, made.root / "images", args.epochs, 1)
+            print(f"apoptotic vs alive, {args.wells} wells, purity {purity}: AUROC {show(row)} "
+                  f"({time.perf_counter() - t0:.0f} s)")
+            result[f"purity {purity}"] = row
         table = pd.read_csv(made.table)
         per_well = table.groupby("WELL").LABEL.first()
         shuffled = dict(zip(per_well.index, np.random.default_rng(0).permutation(per_well.to_numpy())))
         table.assign(LABEL=table.WELL.map(shuffled)).to_csv(root / "shuffled.csv", index=False)
-        noise = tuned_vs_frozen(root, args, "shuffled", root / "shuffled.csv", made.root / "images")
-        print("shuffled labels, tuned per fold: AUROC " + ", ".join(f"{k} {v:.3f}" for k, v in noise.items()))
-        leak = leaky(root, args, root / "shuffled.csv", made.root / "images")
-        print(f"shuffled labels, one encoder tuned on every image, guard off: AUROC {leak:.3f}")
-        result = {"real": real, "shuffled": noise, "leaky": leak}
+        honest = tuned_vs_frozen(root, "shuffled", root / "shuffled.csv", made.root / "images", args.leak_epochs,
+                                 args.leak_blocks)
+        print(f"shuffled labels, {args.leak_blocks} blocks x {args.leak_epochs} epochs tuned per fold: AUROC {show(honest)}")
+        leak = leaky(root, root / "shuffled.csv", made.root / "images", args.leak_epochs, args.leak_blocks)
+        print(f"shuffled labels, the same tuning on every image, guard off: AUROC {leak:.3f}")
+        result.update(shuffled=honest, leaky=leak)
     if not args.skip_cost:
         c = cost()
         print("resnet50-trunc, layer3, fp32: " + ", ".join(f"{k} {v:.1f}" if "/s" in k else f"{k} {v:.2f}" for k, v in c.items()))
