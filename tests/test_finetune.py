@@ -199,8 +199,47 @@ def test_bad_fine_tuning_requests_are_refused_in_one_line(cohort: SimpleNamespac
         "label (or use --bag image)")
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".h5")]
     cfg = RunConfig.model_validate({"output_dir": str(tmp_path / "run"), "cells": {"images": str(cohort.made.root),
-                                    "table": str(cohort.made.table)}, "training": {"targets": ["LABEL"]},
+                                    "table": str(cohort.made.table)}, "training": {"targets": ["LABEL", "WELL"]},
                                     "finetune": {"blocks": 1}})
-    with pytest.raises(SlidePredictError, match=re.escape("finetune: is read by `slidepredict finetune --config`")):
+    with pytest.raises(SlidePredictError) as err:
         run_workflow(cfg)
+    assert str(err.value) == ("finetune: in `slidepredict run` tunes one encoder for one target; training.targets has 2 "
+                              "(LABEL, WELL): run one config per target")
     assert not (tmp_path / "run").exists()
+
+
+def test_run_cross_validates_tuned_per_fold_and_deploys_with_the_encoder_tuned_on_every_image(
+        cohort: SimpleNamespace, tmp_path: Path) -> None:
+    from slidepredict.config import RunConfig
+    from slidepredict.featurefile import read_attrs
+    from slidepredict.pipeline.run import run_workflow
+
+    plate = make_cell_images(tmp_path / "plate", CellImageSpec(wells=WELLS[:6], images_per_well=1,
+                                                               classes=("round", "elongated"), cells=(8, 12), seed=7))
+    pd.read_csv(plate.table).assign(PLATE="P2").to_csv(plate.table, index=False)  # another plate, new wells
+    cfg = RunConfig.model_validate({
+        "output_dir": str(tmp_path / "run"),
+        "extract": {"encoder": TINY, "weights": "random"},
+        "cells": {"images": str(cohort.made.root / "images"), "table": str(cohort.made.table), "unit": "nuclei",
+                  "unit_size": 32, "bag": "well"},
+        "training": {"targets": ["LABEL"], "folds": 2, "group": "WELL", "steps": 30, "min_steps": 0, "val_every": 10,
+                     "restarts": 1},
+        "finetune": {"epochs": 2, "lr": 1e-3},
+        "deploy": {"slides_dir": str(plate.root / "images"), "slide_table": str(plate.table)},
+    })
+    ctx = run_workflow(cfg)
+    run = tmp_path / "run"
+    assert any("encoder fine-tuned per fold, the frozen encoder on the same folds: AUROC" in h for h in ctx.headlines)
+    for k in (0, 1):
+        assert (run / "crossval" / "LABEL" / f"fold-{k}" / "encoder" / "encoder.safetensors").is_file()
+    assert (run / "crossval" / "LABEL" / "frozen" / "patient-preds.csv").is_file()
+    assert not (run / "crossval" / "frozen-cells").exists()  # the extract stage's embedding is the frozen one
+    tuned_file = read_attrs(run / "finetune" / "LABEL" / "cells" / "features" / "A01_s1.h5")
+    model = torch.load(run / "train" / "LABEL" / "model.ckpt", map_location="cpu", weights_only=True)
+    assert model["slidepredict"]["features"]["encoder_hash"] == tuned_file["encoder_hash"]  # the final model learned tuned features
+    plate_file = read_attrs(run / "external" / "cells" / "features" / "A01_s1.h5")
+    assert plate_file["encoder_hash"] == tuned_file["encoder_hash"]  # and the plate was embedded by the same encoder
+    assert not plate_file["encoder_tuned_on_image"]  # same name as a training image, other content
+    preds = pd.read_csv(run / "deploy" / "LABEL" / "patient-preds.csv")
+    assert sorted(preds.PATIENT) == [f"P2:{w}" for w in WELLS[:6]]
+    assert any(h.startswith("LABEL external validation: AUROC") for h in ctx.headlines), ctx.headlines

@@ -24,6 +24,7 @@ from slidepredict.cells.images import Normalisation, cohort_ranges, load_rgb
 from slidepredict.cells.table import IMAGE, MPP, PLATE, WELL, ImageCohort, read_image_table
 from slidepredict.cells.units import UnitSettings, crop, make_units
 from slidepredict.core import batch
+from slidepredict.core.digest import file_sha256
 from slidepredict.core.errors import CohortError
 from slidepredict.featurefile import COORDS, TUNED_ATTR, FEATURE_DATASETS, FEATURES, clean_partials, write_h5_atomic, write_once
 from slidepredict.features.extraction import Runner
@@ -138,7 +139,7 @@ def embed_cohort(cohort: ImageCohort, out_dir: str | os.PathLike[str], runner: R
             image_mpp = recorded[0] if recorded else image_mpp
         attrs = dict(base)
         if enc.tuning is not None:  # crossval refuses to test on units the encoder was tuned on
-            attrs[TUNED_ATTR] = name in enc.tuned_on
+            attrs[TUNED_ATTR] = file_sha256(path) in enc.tuned_on
         if image_mpp:  # without a resolution, positions stay in pixels and tile sizes unrecorded
             attrs["mpp"] = float(image_mpp)
             if units.kind != "image":  # a whole image's size varies from image to image

@@ -28,12 +28,12 @@ from slidepredict.cells.images import Normalisation, cohort_ranges, load_rgb
 from slidepredict.cells.table import IMAGE, ImageCohort
 from slidepredict.cells.units import UnitSettings, crop, make_units, resize_square
 from slidepredict.core.atomic import atomic_path, write_text_atomic
+from slidepredict.core.digest import file_sha256
 from slidepredict.core.errors import ConfigError, CohortError
 from slidepredict.core.progress import track
+from slidepredict.layout import TUNED_FILE, TUNED_RECORD as RECORD_FILE
 
 log = logging.getLogger("slidepredict")
-TUNED_FILE = "encoder.safetensors"
-RECORD_FILE = "finetune.json"
 
 
 @dataclass
@@ -250,6 +250,7 @@ def finetune_encoder(cohort: ImageCohort, target: str, train: list[str], val: li
     runner = Runner(encoder, extract)
     px = int(cfg.input_px)
     cut = {i: categories.index(values[i]) for i in train + val if values[i] in categories}
+    paths = dict(zip(cohort.table[IMAGE].astype(str), cohort.paths))
     train_units = collect_units(cohort, train, [cut[i] for i in train], units, norm, px, tune.units_per_image, seed)
     val = [i for i in val if i in cut]
     val_units = collect_units(cohort, val, [cut[i] for i in val], units, norm, px, tune.units_per_image, seed) if val else None
@@ -258,7 +259,9 @@ def finetune_encoder(cohort: ImageCohort, target: str, train: list[str], val: li
               "blocks": labels, "best_epoch": best, "history": history, "units": int(len(train_units.labels)),
               "val_units": int(len(val_units.labels)) if val_units is not None else 0,
               "images": sorted(set(train) | set(val)), "n_train_images": len(train), "n_val_images": len(val),
+              "image_sha256": sorted({file_sha256(paths[i]) for i in set(train) | set(val)}),
               "precision": runner.precision, "device": str(runner.device), "settings": settings}
     out = Path(out_dir)
-    write_text_atomic(out / RECORD_FILE, json.dumps({k: v for k, v in record.items() if k != "images"}, indent=1))
+    write_text_atomic(out / RECORD_FILE, json.dumps({k: v for k, v in record.items() if k not in ("images", "image_sha256")},
+                                                    indent=1))
     return save_tuned(backbone.cpu(), path, record)  # written last: its presence marks the tuning done

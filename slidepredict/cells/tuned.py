@@ -26,7 +26,7 @@ from slidepredict.core.atomic import write_text_atomic
 from slidepredict.core.errors import CohortError, ConfigError
 from slidepredict.core.settings import for_target
 from slidepredict.featurefile import FeatureSpec
-from slidepredict.layout import PREDS_FILE, SPLITS_FILE, fold_dir
+from slidepredict.layout import COHORT_FILE, PREDS_FILE, SPLITS_FILE, fold_dir
 
 log = logging.getLogger("slidepredict")
 FROZEN = "frozen"  # <out>/<target>/frozen: the same folds with the untuned encoder
@@ -91,12 +91,11 @@ def _cohort(ctx: dict[str, Any], cells_dir: Path, target: str) -> Cohort:
     return with_groups(cohort, ctx["training"].group, bags, BAG)
 
 
-def _crossval(ctx: dict[str, Any], target: str, out: Path) -> str:
+def _crossval(ctx: dict[str, Any], target: str, out: Path, frozen_dir: Path) -> str:
     """Frozen reference first (it fixes the folds), then one tuned encoder per fold, then the pooled summary."""
     from slidepredict.training.folds import baseline_note, crossval, pooled_auroc
 
     training = ctx["training"]
-    frozen_dir = out / FROZEN_CELLS
     if not (frozen_dir / BAGS_FILE).is_file():
         _embed(ctx, ctx["extract"].weights, frozen_dir)
     frozen = _cohort(ctx, frozen_dir, target)
@@ -129,9 +128,27 @@ def _crossval(ctx: dict[str, Any], target: str, out: Path) -> str:
             f"{root / PREDS_FILE}")
 
 
-def run_finetune(cells: Any, extract: Any, finetune: Any, training: Any, out: str | Path,
-                 crossval: bool = False) -> Iterator[str]:
-    """Per target: one encoder tuned on every image (for the final model), or a cross-validation tuning per fold."""
+def frozen_note(root: Path, target: str) -> str:
+    """``"; encoder fine-tuned per fold, the frozen encoder on the same folds: AUROC 0.91"`` (or "" without one)."""
+    from slidepredict.training.folds import pooled_auroc
+
+    preds = root / FROZEN / PREDS_FILE
+    if not preds.is_file():
+        return ""
+    import pandas as pd
+
+    categories = json.loads((root / FROZEN / COHORT_FILE).read_text())["categories"]
+    score = pooled_auroc(pd.read_csv(preds, dtype={"PATIENT": str, target: str}), target, categories)
+    return f"; encoder fine-tuned per fold, the frozen encoder on the same folds: AUROC {score:.2f}"
+
+
+def run_finetune(cells: Any, extract: Any, finetune: Any, training: Any, out: str | Path, crossval: bool = False,
+                 frozen_cells: Path | None = None) -> Iterator[str]:
+    """Per target: one encoder tuned on every image (for the final model), or a cross-validation tuning per fold.
+
+    ``frozen_cells`` is where the untuned encoder's embedding of the cohort is (or goes; default
+    ``<out>/frozen-cells``): `slidepredict run` passes the one its extract stage made.
+    """
     images: ImageCohort = read_image_table(cells.table, cells.images, labels=training.targets,
                                            plate_wells=cells.plate_format)
     table = images.table.assign(**{BAG: bag_ids(images, cells.bag)})
@@ -144,7 +161,7 @@ def run_finetune(cells: Any, extract: Any, finetune: Any, training: Any, out: st
             raise ConfigError(f"fine-tuning learns classes; target '{target}' is {kind}")
         bags = bag_cohort(table, target, training.group)
         if crossval:
-            yield _crossval(ctx, target, out)
+            yield _crossval(ctx, target, out, frozen_cells or out / FROZEN_CELLS)
             continue
         weights = _tune(ctx, target, bags, out / target)
         rec = json.loads((out / target / RECORD_FILE).read_text())

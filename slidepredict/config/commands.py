@@ -109,14 +109,24 @@ def _extract(cfg: RunConfig, layout: RunLayout, target: str | None) -> dict[str,
 IMAGE_BAGS = "bags.csv"  # what `cells` writes next to features/: the image table plus BAG and FILENAME
 
 
+def tuned(cfg: RunConfig, layout: RunLayout) -> tuple[Path, Path]:
+    """With `finetune:`: the encoder tuned on every training image, and the training images embedded by it."""
+    from slidepredict.layout import TUNED_FILE
+
+    folder = layout.finetune / str(first_target(cfg))
+    return folder / TUNED_FILE, folder / "cells"
+
+
 def training_cohort(cfg: RunConfig, layout: RunLayout) -> dict[str, Any]:
-    """Features and tables of the cohort models train on: the slides, or the `cells:` image cohort's bags."""
+    """Features and tables of the cohort models train on: the slides, or the `cells:` image cohort's bags
+    (embedded by the tuned encoder when there is a `finetune:` section)."""
     if cfg.cells is None:
         return {"features": layout.features}
-    bags = layout.cells / IMAGE_BAGS
+    cells = tuned(cfg, layout)[1] if cfg.finetune is not None else layout.cells
+    bags = cells / IMAGE_BAGS
     cohort = cfg.cohort.model_copy(update={"clini_table": bags, "slide_table": bags, "patient_col": "BAG",
                                            "filename_col": "FILENAME"})
-    return {"features": layout.cells / "features", "cohort": cohort}
+    return {"features": cells / "features", "cohort": cohort}
 
 
 def scored_cells(cfg: RunConfig, layout: RunLayout) -> Path:
@@ -167,8 +177,11 @@ def trained_models(cfg: RunConfig, layout: RunLayout, target: str) -> Path:
     """The fold ensemble's folder when cross-validation is configured, else the final model's.
 
     For heatmaps of the training cohort the fold folder means each patient is drawn by the fold
-    that held it out; the final model alone would draw every training patient in-sample.
+    that held it out; the final model alone would draw every training patient in-sample. With
+    `finetune:` each fold has its own encoder, so only the final model fits features of new images.
     """
+    if cfg.finetune is not None:
+        return layout.train(target)
     return layout.crossval(target) if cfg.training is None or cfg.training.crossval else layout.train(target)
 
 

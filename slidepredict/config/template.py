@@ -37,8 +37,8 @@ COMMENTED_SECTIONS = {
              "heatmaps: are not used; deploy: names the plate to score; docs/cells.md)",
     "screen": "uncomment to score the deploy: plate's wells against its controls (run, or `slidepredict screen --config`)",
     "clusters": "uncomment to look for sub-populations of cells (run, or `slidepredict clusters --config`)",
-    "finetune": "for `slidepredict finetune --config` only (fine-tunes the encoder's last blocks on the cells: "
-                "cohort; `run` refuses it, as its stages would use the frozen encoder)",
+    "finetune": "uncomment to fine-tune the encoder's last blocks on the cells: cohort (run: crossval tunes one "
+                "encoder per fold, train one on every image, deploy embeds the plate with it; one target)",
 }
 
 

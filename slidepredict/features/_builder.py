@@ -158,8 +158,9 @@ class Encoder:
 
     @property
     def tuned_on(self) -> frozenset[str]:
-        """Images (IMAGE values) whose units the encoder was fine-tuned on; empty for an untuned encoder."""
-        return frozenset(self.tuning["images"]) if self.tuning else frozenset()
+        """Content hashes (sha256) of the images the encoder was fine-tuned on: the same file under another
+        name or folder is still recognised; empty for an untuned encoder."""
+        return frozenset(self.tuning["image_sha256"]) if self.tuning else frozenset()
 
 
 def encoder_hash(cfg: EncoderConfig, weights: ResolvedWeights) -> str:

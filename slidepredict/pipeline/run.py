@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slidepredict.config import RunConfig, write_resolved
-from slidepredict.config.commands import resolve
+from slidepredict.config.commands import resolve, tuned
 from slidepredict.core.registry import Registry
 from slidepredict.core.errors import SlidePredictError
 from slidepredict.layout import LOG_FILE, NORM_FILE, PREDS_FILE, RunLayout
@@ -60,6 +60,8 @@ def external(cfg: RunConfig, layout: RunLayout, command: str, target: str | None
     d = cfg.deploy
     if command == "cells":  # a plate to score: embedded exactly like the cohort the model learned from
         cells = kwargs["cells"]
+        if cfg.finetune is not None:
+            kwargs["extract"] = kwargs["extract"].model_copy(update={"weights": str(tuned(cfg, layout)[0])})
         same = {"intensity_from": layout.cells / NORM_FILE} if cells.scope == "cohort" and \
             cells.intensity_range is None and cells.intensity_from is None else {}
         kwargs.update(out=layout.external_cells,
@@ -99,8 +101,14 @@ def _crossval(ctx: RunContext) -> str | None:
     t = ctx.cfg.training
     if t is None or not t.crossval:
         return None
-    for line in stages.crossval(**resolve(ctx.cfg, "crossval")):
+    if ctx.cfg.finetune is not None:  # one encoder tuned per fold, the frozen encoder on the same folds beside it
+        lines = stages.finetune(**{**resolve(ctx.cfg, "finetune"), "out": ctx.layout.crossval_root}, crossval=True,
+                                frozen_cells=ctx.layout.cells)
+    else:
+        lines = stages.crossval(**resolve(ctx.cfg, "crossval"))
+    for line in lines:
         log.info(line)
+    from slidepredict.cells.tuned import frozen_note
     from slidepredict.training.folds import baseline_note
 
     lines = []
@@ -109,6 +117,7 @@ def _crossval(ctx: RunContext) -> str | None:
         per = f"per {ctx.cfg.stats.by}" if ctx.cfg.stats.by else "per fold"
         headline = figures["text"] + (f"; {per} {figures['per_group']}" if figures.get("per_group") else "")
         headline += baseline_note(ctx.layout.crossval(target), t.baseline_pooling(), target)
+        headline += frozen_note(ctx.layout.crossval(target), target)
         ctx.headlines.append(f"{target} cross-validation (held-out folds, pooled): {headline}")
         lines.append(f"{target}: {headline}")
     return "; ".join(lines)
@@ -119,6 +128,12 @@ def _train(ctx: RunContext) -> str | None:
     t = ctx.cfg.training
     if t is None or not t.train:
         return None
+    if ctx.cfg.finetune is not None:  # tune on every training image, embed them with it, train on that
+        stages.finetune(**resolve(ctx.cfg, "finetune"))
+        weights, cells_dir = tuned(ctx.cfg, ctx.layout)
+        kwargs = {**resolve(ctx.cfg, "cells"), "out": cells_dir}
+        kwargs["extract"] = kwargs["extract"].model_copy(update={"weights": str(weights)})
+        require_some(stages.cells(**kwargs), "embedding with the tuned encoder", ctx.cfg.cells.images)
     stages.train(**resolve(ctx.cfg, "train"))
     from slidepredict.stats.operating import carry_to_final
 
@@ -208,6 +223,22 @@ def _report(ctx: RunContext) -> str | None:
     return str(path)
 
 
+def check_finetune(cfg: RunConfig) -> None:
+    """What a `finetune:` section needs in `run`: an image cohort, one target, and the final model for deploy."""
+    if cfg.finetune is None:
+        return
+    if cfg.cells is None or cfg.training is None:
+        raise SlidePredictError("finetune: tunes the encoder on an image cohort's cells; add cells: and training: "
+                                "sections (docs/cells.md)")
+    if len(set(cfg.training.targets)) != 1:
+        raise SlidePredictError(f"finetune: in `slidepredict run` tunes one encoder for one target; training.targets "
+                                f"has {len(set(cfg.training.targets))} ({', '.join(cfg.training.targets)}): run one "
+                                "config per target")
+    if cfg.deploy is not None and not cfg.training.train:
+        raise SlidePredictError("finetune: with deploy: scores the plate with the final model and its tuned encoder; "
+                                "set training.train: true")
+
+
 def run_workflow(cfg: RunConfig, only: list[str] | None = None) -> RunContext:
     """Run the stages (all, or those named in ``only``) and record the resolved config and a log."""
     from slidepredict.core.batch import check_writable
@@ -219,10 +250,7 @@ def run_workflow(cfg: RunConfig, only: list[str] | None = None) -> RunContext:
     if cfg.clusters is not None and cfg.cells is None:
         raise SlidePredictError("clusters: in `slidepredict run` clusters an image cohort's cells; add a cells: "
                                 "section, or run `slidepredict clusters` on tile features (docs/cells.md)")
-    if cfg.finetune is not None:
-        raise SlidePredictError("finetune: is read by `slidepredict finetune --config` (docs/cells.md); `slidepredict "
-                                "run` does not fine-tune, so its models would use the frozen encoder: remove the "
-                                "section for `run`")
+    check_finetune(cfg)
     unknown = sorted(set(only or []) - set(STAGES))
     if unknown:
         raise SlidePredictError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGES)}")

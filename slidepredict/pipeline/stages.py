@@ -80,11 +80,11 @@ def cells(out: Path, cells: CellSettings, extract: ExtractSettings) -> BatchResu
 
 @writes()
 def finetune(out: Path, cells: CellSettings, extract: ExtractSettings, finetune: FinetuneSettings,
-             training: TrainingSettings, crossval: bool = False) -> list[str]:
+             training: TrainingSettings, crossval: bool = False, frozen_cells: Path | None = None) -> list[str]:
     """An encoder fine-tuned per target on an image cohort, or a cross-validation with one tuned per fold."""
     from slidepredict.cells.tuned import run_finetune
 
-    return list(run_finetune(cells, extract, finetune, training, out, crossval=crossval))
+    return list(run_finetune(cells, extract, finetune, training, out, crossval=crossval, frozen_cells=frozen_cells))
 
 
 @writes()
