@@ -243,3 +243,8 @@ def test_run_cross_validates_tuned_per_fold_and_deploys_with_the_encoder_tuned_o
     preds = pd.read_csv(run / "deploy" / "LABEL" / "patient-preds.csv")
     assert sorted(preds.PATIENT) == [f"P2:{w}" for w in WELLS[:6]]
     assert any(h.startswith("LABEL external validation: AUROC") for h in ctx.headlines), ctx.headlines
+    cuts = json.loads((run / "train" / "LABEL" / "operating-point.json").read_text())["thresholds"]
+    assert cuts["round"] + cuts["elongated"] == pytest.approx(1.0)  # mid-gap cuts of one binary target agree
+    metrics = pd.read_csv(run / "deploy" / "LABEL" / "stats" / "metrics.csv")
+    at_cut = metrics[(metrics.threshold == "carried") & (metrics.metric == "sensitivity")]
+    assert len(at_cut) == 2 and (at_cut.value >= 2 / 3).all()  # was 0.00 with the cut on the gap's edge

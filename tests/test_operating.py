@@ -161,3 +161,18 @@ def test_a_fixed_cutoff_is_carried_with_or_without_cross_validation(trained: dic
     assert both.exit_code == 2 and "give cutoff (--cutoff) or target_sensitivity (--target-sensitivity), not both" \
         in " ".join(both.output.split())
     assert not (tmp_path / "bad").exists() and root.is_dir()
+
+
+def test_the_youden_cut_lies_mid_gap_so_both_classes_of_a_binary_target_agree() -> None:
+    """Separated scores: the cut sits between them (not on the lowest positive), and p / 1 - p split alike.
+
+    At the gap's edge the two classes' cut-offs of one binary target disagreed (0.909 vs 1 - 0.725) and
+    a final model a little less confident than its fold models called no deployed positive.
+    """
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.05, 0.2, 0.275, 0.909, 0.95, 0.99])
+    cut = youden_threshold(y, p)
+    assert cut == pytest.approx((0.275 + 0.909) / 2)
+    assert youden_threshold(1 - y, 1 - p) == pytest.approx(1 - cut)
+    assert operating.at_threshold(y, p, cut) == (1.0, 1.0)  # the in-sample figures are unchanged
+    assert operating.at_threshold(np.array([1]), np.array([0.8]), cut)[0] == 1.0  # a slightly lower positive is called

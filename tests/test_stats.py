@@ -79,7 +79,8 @@ def test_point_metrics_equal_scikit_learn(tmp_path: Path) -> None:
     assert _value(t, "pooled", cls, "specificity", "0.5")["value"] == pytest.approx(tn / (tn + fp))
     fpr, tpr, thr = roc_curve(y, p)
     best = np.argmax(tpr - fpr)
-    assert _value(t, "pooled", cls, "threshold", "youden-in-sample")["value"] == pytest.approx(thr[best])
+    mid_gap = (thr[best] + p[p < thr[best]].max()) / 2  # between the lowest score called positive and the next
+    assert _value(t, "pooled", cls, "threshold", "youden-in-sample")["value"] == pytest.approx(mid_gap)
     assert _value(t, "pooled", cls, "sensitivity", "youden-in-sample")["value"] == pytest.approx(tpr[best])
     assert _value(t, "pooled", cls, "specificity", "youden-in-sample")["value"] == pytest.approx(1 - fpr[best])
     fold0 = pd.read_csv(files[0])

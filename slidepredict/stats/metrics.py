@@ -57,10 +57,21 @@ DECISION: dict[str, Score] = {
 
 
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The probability cut-off maximising sensitivity + specificity - 1 on these data."""
+    """The probability cut-off maximising sensitivity + specificity - 1 on these data.
+
+    Any cut-off between the lowest score called positive and the next lower score gives the same J here;
+    the midpoint of that gap is taken, not its upper edge (an observed score), so a new sample scoring a
+    little below the lowest positive seen is not missed. With two classes the two classes' cut-offs then
+    agree (p and 1 - p split at c and 1 - c); at the edge they did not, and deployed positives of a
+    slightly less confident model all fell under the cut.
+    """
     fpr, tpr, thresholds = roc_curve(y, p)
     best = int(np.argmax(tpr - fpr))
-    return float(min(thresholds[best], 1.0))  # roc_curve's first threshold is +inf
+    if not np.isfinite(thresholds[best]):  # roc_curve's first threshold (+inf): nothing is called positive
+        return 1.0
+    upper = float(thresholds[best])
+    below = p[p < upper]
+    return (upper + float(below.max())) / 2 if below.size else upper
 
 
 # Cut-offs chosen on the data they score. "youden-in-sample" is optimistic by construction: quote
