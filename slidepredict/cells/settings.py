@@ -98,7 +98,8 @@ class FinetuneSettings(Settings):
                           "encoder uses, e.g. layer3 of resnet50-trunc); the rest stays frozen.", ge=1)
     epochs: int = setting(4, "Passes over the training units; the epoch with the lowest validation loss is kept.",
                           gt=0, flag="--tune-epochs")
-    lr: float = setting(1e-4, "Learning rate of the tuned blocks (AdamW); the new linear head gets 10x.", gt=0,
+    lr: float = setting(1e-4, "Learning rate of the tuned blocks and of the linear head, which is first fitted on the untuned "
+                        "embeddings (AdamW).", gt=0,
                         flag="--tune-lr")
     batch_size: int = setting(32, "Units per optimiser step.", gt=0, flag="--tune-batch-size")
     units_per_image: int = setting(32, "Units sampled from each image (all when it has fewer): bounds memory and "

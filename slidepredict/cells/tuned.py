@@ -33,6 +33,17 @@ FROZEN = "frozen"  # <out>/<target>/frozen: the same folds with the untuned enco
 FROZEN_CELLS = "frozen-cells"  # <out>/frozen-cells: the cohort embedded by the untuned encoder (shared by targets)
 
 
+def kept_epoch(rec: dict[str, Any]) -> str:
+    """Which epoch of a tuning record was kept, and its validation accuracy, in words."""
+    rows = {r["epoch"]: r for r in rec["history"]}
+    best, epochs = rec["best_epoch"], max(rows)
+    val = (f", validation accuracy {rows[best]['val_accuracy']:.2f} on {rec['val_units']} units"
+           if "val_accuracy" in rows[best] else "")
+    if best == 0:
+        return f"no epoch of {epochs} beat the untuned encoder with a fitted head on validation: untuned weights kept{val}"
+    return f"epoch {best} of {epochs} kept{val}"
+
+
 def bag_cohort(table: Any, target: str, group: str | None) -> Cohort:
     """Bags with one label each (and a group), before any embedding: what inner splits are drawn from."""
     if target not in table.columns:
@@ -165,9 +176,7 @@ def run_finetune(cells: Any, extract: Any, finetune: Any, training: Any, out: st
             continue
         weights = _tune(ctx, target, bags, out / target)
         rec = json.loads((out / target / RECORD_FILE).read_text())
-        last = rec["history"][rec["best_epoch"] - 1]
-        val = f", validation accuracy {last['val_accuracy']:.2f} on {rec['val_units']} units" if "val_accuracy" in last else ""
         yield (f"{target}: {extract.encoder} fine-tuned ({', '.join(rec['blocks'])}) on {rec['units']} units of "
-               f"{rec['n_train_images']} images, epoch {rec['best_epoch']} of {len(rec['history'])} kept{val} -> "
+               f"{rec['n_train_images']} images, {kept_epoch(rec)} -> "
                f"{weights}; embed with `slidepredict cells --encoder {extract.encoder} --weights {weights}` "
                f"(its features are not for cross-validation: use --crossval)")
