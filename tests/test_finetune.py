@@ -150,7 +150,8 @@ def test_crossval_tunes_one_encoder_per_fold_on_its_training_images_only(cohort:
     cv = cohort.root / "cv"
     line = _run("finetune", *cohort.args, "--crossval", "--folds", "2", "--group", "WELL", *QUICK_MIL, "--out", cv)
     assert re.fullmatch(
-        r"LABEL: 2-fold cross-validation of 12 bags, encoder fine-tuned in each fold on its training images: pooled "
+        r"LABEL: 2-fold cross-validation of 12 bags, encoder fine-tuned in each fold on its training images \(tuned "
+        r"weights kept in [012] of 2 folds, the untuned ones where no epoch beat them\): pooled "
         r"AUROC \d\.\d{3}; frozen encoder, same folds: \d\.\d{3}; mean-pool \+ logistic regression, frozen features, "
         rf"same folds: AUROC \d\.\d\d -> {re.escape(str(cv / 'LABEL' / 'patient-preds.csv'))}", line), line
     table = pd.read_csv(cv / "frozen-cells" / "bags.csv")
@@ -250,7 +251,8 @@ def test_run_cross_validates_tuned_per_fold_and_deploys_with_the_encoder_tuned_o
     })
     ctx = run_workflow(cfg)
     run = tmp_path / "run"
-    assert any("encoder fine-tuned per fold, the frozen encoder on the same folds: AUROC" in h for h in ctx.headlines)
+    assert any(re.search(r"encoder fine-tuned per fold \(tuned weights kept in [012] of 2 folds, the untuned ones where "
+                         r"no epoch beat them\), the frozen encoder on the same folds: AUROC", h) for h in ctx.headlines)
     for k in (0, 1):
         assert (run / "crossval" / "LABEL" / f"fold-{k}" / "encoder" / "encoder.safetensors").is_file()
     assert (run / "crossval" / "LABEL" / "frozen" / "patient-preds.csv").is_file()

@@ -135,8 +135,15 @@ def _crossval(ctx: dict[str, Any], target: str, out: Path, frozen_dir: Path) -> 
     ref = pooled_auroc(reference, target, frozen.categories)
     note = baseline_note(root / FROZEN, pooling, target).replace("same folds", "frozen features, same folds")
     return (f"{target}: {len(splits)}-fold cross-validation of {len(tuned)} bags, encoder fine-tuned in each fold on "
-            f"its training images: pooled AUROC {score:.3f}; frozen encoder, same folds: {ref:.3f}{note} -> "
-            f"{root / PREDS_FILE}")
+            f"its training images ({tuned_folds(root)}): pooled AUROC {score:.3f}; frozen encoder, same folds: "
+            f"{ref:.3f}{note} -> {root / PREDS_FILE}")
+
+
+def tuned_folds(root: Path) -> str:
+    """In how many folds a tuned epoch beat the untuned encoder on validation: where none did, that fold's
+    "tuned" encoder is the untuned one, and the comparison with the frozen encoder says less."""
+    kept = [json.loads(p.read_text())["best_epoch"] > 0 for p in sorted(root.glob(f"fold-*/encoder/{RECORD_FILE}"))]
+    return f"tuned weights kept in {sum(kept)} of {len(kept)} folds, the untuned ones where no epoch beat them"
 
 
 def frozen_note(root: Path, target: str) -> str:
@@ -150,7 +157,7 @@ def frozen_note(root: Path, target: str) -> str:
 
     categories = json.loads((root / FROZEN / COHORT_FILE).read_text())["categories"]
     score = pooled_auroc(pd.read_csv(preds, dtype={"PATIENT": str, target: str}), target, categories)
-    return f"; encoder fine-tuned per fold, the frozen encoder on the same folds: AUROC {score:.2f}"
+    return f"; encoder fine-tuned per fold ({tuned_folds(root)}), the frozen encoder on the same folds: AUROC {score:.2f}"
 
 
 def run_finetune(cells: Any, extract: Any, finetune: Any, training: Any, out: str | Path, crossval: bool = False,
