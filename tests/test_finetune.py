@@ -219,6 +219,18 @@ def test_bad_fine_tuning_requests_are_refused_in_one_line(cohort: SimpleNamespac
     assert _run("finetune", *mixed, "--out", tmp_path / "e", ok=False) == (
         "Error: bag 'P1:A01' holds images labelled elongated, round for 'LABEL'; every image of a well needs one "
         "label (or use --bag image)")
+    import tifffile  # a segmentation that found no cell in any 'elongated' image
+
+    table = pd.read_csv(cohort.made.table)
+    (tmp_path / "masks").mkdir()
+    for image, label in zip(table.IMAGE, table.LABEL):
+        mask = np.zeros((256, 256), np.uint16)
+        mask[100:130, 100:130] = label == "round"
+        tifffile.imwrite(tmp_path / "masks" / image, mask)
+    empty = [a for a in cohort.args if a not in ("nuclei", "--unit")] + ["--unit", "mask", "--masks", tmp_path / "masks"]
+    assert _run("finetune", *empty, "--out", tmp_path / "f", ok=False) == (
+        "Error: no mask units were found in the training images of class 'elongated' of 'LABEL'; check --unit and "
+        "--unit-size on those images")
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".h5")]
     cfg = RunConfig.model_validate({"output_dir": str(tmp_path / "run"), "cells": {"images": str(cohort.made.root),
                                     "table": str(cohort.made.table)}, "training": {"targets": ["LABEL", "WELL"]},

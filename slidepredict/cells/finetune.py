@@ -292,6 +292,10 @@ def finetune_encoder(cohort: ImageCohort, target: str, train: list[str], val: li
     cut = {i: categories.index(values[i]) for i in train + val if values[i] in categories}
     paths = dict(zip(cohort.table[IMAGE].astype(str), cohort.paths))
     train_units = collect_units(cohort, train, [cut[i] for i in train], units, norm, px, tune.units_per_image, seed)
+    missing = [c for k, c in enumerate(categories) if not (train_units.labels == k).any()]
+    if missing:
+        raise CohortError(f"no {units.kind} units were found in the training images of class '{missing[0]}' of "
+                          f"'{target}'; check --unit and --unit-size on those images")
     val = [i for i in val if i in cut]
     val_units = collect_units(cohort, val, [cut[i] for i in val], units, norm, px, tune.units_per_image, seed) if val else None
     labels, history, best = train_blocks(runner, backbone, tune.blocks, train_units, val_units, len(categories), tune, seed)
