@@ -175,4 +175,4 @@ def test_the_youden_cut_lies_mid_gap_so_both_classes_of_a_binary_target_agree() 
     assert cut == pytest.approx((0.275 + 0.909) / 2)
     assert youden_threshold(1 - y, 1 - p) == pytest.approx(1 - cut)
     assert operating.at_threshold(y, p, cut) == (1.0, 1.0)  # the in-sample figures are unchanged
-    assert operating.at_threshold(np.array([1]), np.array([0.8]), cut)[0] == 1.0  # a slightly lower positive is called
+    assert operating.at_threshold(np.array([1, 0]), np.array([0.8, 0.3]), cut) == (1.0, 1.0)  # a slightly lower positive is called

@@ -144,7 +144,9 @@ class _Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
+@torch.no_grad()
 def _embed(runner: Any, units: Units, idx: np.ndarray, tune: Any) -> torch.Tensor:
+    """Untuned embeddings of the units ``idx``, without augmentation (no graph kept: thousands of units)."""
     px = int(runner.encoder.cfg.input_px)
     return torch.cat([runner.forward(_batch(units, idx[i : i + tune.batch_size], px, [], tune, None)).float()
                       for i in range(0, len(idx), tune.batch_size)])
