@@ -111,13 +111,14 @@ def test_the_report_shows_the_carried_figures(deployed: tuple[Path, str], tmp_pa
     assert "sens@carried" in html and "carried cut-off" in html and "youden-in-sample" in html
 
 
-def test_a_target_sensitivity_sets_the_highest_cut_off_that_reaches_it() -> None:
+def test_a_target_sensitivity_sets_the_cut_off_that_reaches_it_calling_fewest() -> None:
+    """0.75 needs the positive at 0.3; the cut sits halfway to the next lower score (0.2), not on 0.3."""
     df = pd.DataFrame({"T": ["pos"] * 4 + ["neg"] * 4, "T_pos": [0.9, 0.8, 0.3, 0.2, 0.7, 0.4, 0.1, 0.05]})
     df["T_neg"] = 1 - df["T_pos"]
     point = operating.choose(df, "T", ["neg", "pos"], "here", sensitivity=0.75)
-    assert point.thresholds["pos"] == 0.3 and point.rule == "sensitivity>=0.75"
+    assert point.thresholds["pos"] == pytest.approx(0.25) and point.rule == "sensitivity>=0.75"
     assert point.in_sample["pos"] == {"sensitivity": 0.75, "specificity": 0.5}  # type: ignore[index]
-    assert operating.choose(df, "T", ["neg", "pos"], "here", sensitivity=1.0).thresholds["pos"] == 0.2
+    assert operating.choose(df, "T", ["neg", "pos"], "here", sensitivity=1.0).thresholds["pos"] == pytest.approx(0.15)
 
 
 def test_the_final_model_gets_the_cross_validation_cut_off(tmp_path: Path) -> None:

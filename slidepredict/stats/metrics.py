@@ -69,7 +69,12 @@ def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
     best = int(np.argmax(tpr - fpr))
     if not np.isfinite(thresholds[best]):  # roc_curve's first threshold (+inf): nothing is called positive
         return 1.0
-    upper = float(thresholds[best])
+    return mid_gap(p, float(thresholds[best]))
+
+
+def mid_gap(p: np.ndarray, upper: float) -> float:
+    """Halfway between ``upper`` (an observed score, the lowest called positive) and the next lower score:
+    the same calls on these data, with room on both sides for new ones."""
     below = p[p < upper]
     return (upper + float(below.max())) / 2 if below.size else upper
 

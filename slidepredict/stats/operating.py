@@ -40,15 +40,18 @@ class OperatingPoint:
 
 
 def sensitivity_threshold(y: np.ndarray, p: np.ndarray, sensitivity: float) -> float:
-    """The highest cut-off at which at least ``sensitivity`` of the positives are called (``p >= cut``)."""
+    """A cut-off at which at least ``sensitivity`` of the positives are called (``p >= cut``), calling as few
+    as that allows: mid-gap below the lowest positive it needs, as for Youden's J."""
+    from slidepredict.stats.metrics import mid_gap
+
     pos = np.sort(p[y == 1])[::-1]
-    return float(pos[max(1, int(np.ceil(sensitivity * len(pos) - 1e-9))) - 1])
+    return mid_gap(p, float(pos[max(1, int(np.ceil(sensitivity * len(pos) - 1e-9))) - 1]))
 
 
 def choose(preds: Any, target: str, categories: Sequence[str], chosen_on: str,
            sensitivity: float | None = None, cutoff: float | None = None) -> OperatingPoint:
     """Per class, one-vs-rest, on ``preds`` (a patient-preds frame with true labels): Youden's J cut-off,
-    with ``sensitivity`` the highest cut-off that reaches it (a screening test's rule), or the fixed
+    with ``sensitivity`` the cut-off that reaches it calling fewest (a screening test's rule), or the fixed
     ``cutoff`` (its in-sample sensitivity and specificity recorded)."""
     from slidepredict.stats.metrics import youden_threshold
 
