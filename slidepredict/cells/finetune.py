@@ -148,7 +148,7 @@ class _Standardise(nn.Module):
 def _embed(runner: Any, units: Units, idx: np.ndarray, tune: Any) -> torch.Tensor:
     """Untuned embeddings of the units ``idx``, without augmentation (no graph kept: thousands of units)."""
     px = int(runner.encoder.cfg.input_px)
-    return torch.cat([runner.forward(_batch(units, idx[i : i + tune.batch_size], px, [], tune, None)).float()
+    return torch.cat([runner.forward(_batch(units, idx[i : i + tune.batch_size], px, [], tune, None))
                       for i in range(0, len(idx), tune.batch_size)])
 
 
@@ -171,11 +171,9 @@ def _probe(runner: Any, units: Units, tune: Any, n_classes: int, n: int = PROBE_
     scale = _Standardise(feats.mean(0), feats.std(0) + 1e-6)
     fit = LogisticRegression(class_weight="balanced", max_iter=2000).fit(scale(feats).numpy(), y)
     linear = nn.Linear(feats.shape[1], n_classes)
-    coef, bias = torch.zeros(n_classes, feats.shape[1]), torch.zeros(n_classes)
+    coef, bias = torch.from_numpy(fit.coef_).float(), torch.from_numpy(fit.intercept_).float()  # every class has units
     if n_classes == 2:  # one score z: logits (0, z) give the same probabilities
-        coef[1], bias[1] = torch.from_numpy(fit.coef_[0]), float(fit.intercept_[0])
-    else:
-        coef[fit.classes_], bias[fit.classes_] = torch.from_numpy(fit.coef_).float(), torch.from_numpy(fit.intercept_).float()
+        coef, bias = torch.cat([torch.zeros_like(coef), coef]), torch.cat([torch.zeros_like(bias), bias])
     with torch.no_grad():
         linear.weight.copy_(coef)
         linear.bias.copy_(bias)

@@ -29,7 +29,7 @@ from sklearn.metrics import (
 )
 
 from slidepredict.core.progress import track
-from slidepredict.stats.operating import CARRIED
+from slidepredict.stats.operating import CARRIED, mid_gap
 from slidepredict.stats.predictions import Predictions
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,6 @@ def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
     if not np.isfinite(thresholds[best]):  # roc_curve's first threshold (+inf): nothing is called positive
         return 1.0
     return mid_gap(p, float(thresholds[best]))
-
-
-def mid_gap(p: np.ndarray, upper: float) -> float:
-    """Halfway between ``upper`` (an observed score, the lowest called positive) and the next lower score:
-    the same calls on these data, with room on both sides for new ones."""
-    below = p[p < upper]
-    return (upper + float(below.max())) / 2 if below.size else upper
 
 
 # Cut-offs chosen on the data they score. "youden-in-sample" is optimistic by construction: quote

@@ -39,11 +39,16 @@ class OperatingPoint:
     in_sample: dict[str, dict[str, float]] | None = None  # class -> sensitivity/specificity where chosen
 
 
+def mid_gap(p: np.ndarray, upper: float) -> float:
+    """Halfway between ``upper`` (an observed score, the lowest called positive) and the next lower score:
+    the same calls on these data, with room on both sides for new ones."""
+    below = p[p < upper]
+    return (upper + float(below.max())) / 2 if below.size else upper
+
+
 def sensitivity_threshold(y: np.ndarray, p: np.ndarray, sensitivity: float) -> float:
     """A cut-off at which at least ``sensitivity`` of the positives are called (``p >= cut``), calling as few
     as that allows: mid-gap below the lowest positive it needs, as for Youden's J."""
-    from slidepredict.stats.metrics import mid_gap
-
     pos = np.sort(p[y == 1])[::-1]
     return mid_gap(p, float(pos[max(1, int(np.ceil(sensitivity * len(pos) - 1e-9))) - 1]))
 
