@@ -122,3 +122,61 @@ def test_compare_refuses_other_patients_labels_or_targets(tmp_path: Path) -> Non
         "and classes.")
     res = runner.invoke(app, ["compare", str(a), "--out", str(tmp_path / "one")])
     assert res.exit_code == 2 and "compare needs at least two predictions files (one per model)." in res.output
+
+
+def _values(tmp_path: Path, n: int = 60) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two continuous models of the same patients: B noisy everywhere, A memorised its 30 training patients."""
+    rng = np.random.default_rng(4)
+    truth = rng.normal(size=n)
+    patients = [f"P{i:03d}" for i in range(n)]
+    trained = np.arange(n) < n // 2
+    a = pd.DataFrame({"PATIENT": patients, "TMB": truth, "pred": np.where(trained, truth, truth + rng.normal(0, 0.6, n)),
+                      "in_training": trained})
+    b = pd.DataFrame({"PATIENT": patients, "TMB": truth, "pred": truth + rng.normal(0, 0.6, n)})
+    return a, b
+
+
+def test_compare_of_values_leaves_out_the_patients_a_model_trained_on(tmp_path: Path) -> None:
+    a, b = _values(tmp_path)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.loc[3, "TMB"] = np.nan  # unlabelled: counted and left out
+    a.loc[3, "TMB"] = np.nan
+    b.to_csv(tmp_path / "b.csv", index=False)
+    res = runner.invoke(app, ["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(tmp_path / "c"),
+                              "--n-bootstrap", "200"])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(tmp_path / "c" / "comparison.csv").iloc[0]
+    held = ~a.in_training.to_numpy()
+    assert row.n == 30  # the memorised half is no evidence (it read n=60, r 0.93 vs 0.87 before)
+    assert row.score_a == pytest.approx(np.corrcoef(a.TMB[held], a.pred[held])[0, 1], abs=1e-5)
+    assert row.score_b == pytest.approx(np.corrcoef(b.TMB[held], b.pred[held])[0, 1], abs=1e-5)
+    assert "30 patients were used to train one of the compared models" in " ".join(res.output.split())
+
+
+def test_compare_refuses_a_patient_listed_twice(tmp_path: Path) -> None:
+    a, b = _values(tmp_path)
+    a = a.drop(columns="in_training")
+    a.to_csv(tmp_path / "a.csv", index=False)
+    twice = pd.concat([b, b.iloc[[5]].assign(pred=9.0)], ignore_index=True)
+    twice.to_csv(tmp_path / "b.csv", index=False)
+    assert _refused(tmp_path, tmp_path / "a.csv", tmp_path / "b.csv") == (
+        f"Error: Predictions file '{tmp_path / 'b.csv'}' lists patient 'P005' 2 times; write one row per patient.")
+    x, y, df = _files(tmp_path)  # categorical: one patient in two folds of a crossval file
+    folds = pd.concat([df.assign(fold=np.arange(len(df)) % 4), df.iloc[[0]].assign(fold=1)], ignore_index=True)
+    folds.to_csv(tmp_path / "folds.csv", index=False)
+    assert _refused(tmp_path, x, tmp_path / "folds.csv") == (
+        f"Error: Predictions file '{tmp_path / 'folds.csv'}' lists patient '{df.PATIENT[0]}' 2 times; write one row "
+        "per patient.")
+
+
+def test_delong_with_one_positive_says_why(tmp_path: Path) -> None:
+    x, _, df = _files(tmp_path)
+    one = df[(df.MSI == "MSS") | (df.PATIENT == df[df.MSI == "MSI"].PATIENT.iloc[0])]
+    one.to_csv(tmp_path / "a.csv", index=False)
+    one.assign(MSI_MSI=1 - one.MSI_MSS.to_numpy()[::-1], MSI_MSS=one.MSI_MSS.to_numpy()[::-1]).to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(ValueError, match="at least two positive and two negative"):
+        delong(np.array([1, 0, 0]), np.array([[0.9, 0.1, 0.2]]))
+    n = len(one)
+    assert _refused(tmp_path, tmp_path / "a.csv", tmp_path / "b.csv") == (
+        f"Error: MSI: 1 of the {n} compared patients is 'MSI'; DeLong's test needs at least two patients of each "
+        "class (its variance is undefined with one)")

@@ -76,6 +76,32 @@ def test_crossval_orders_patients_by_risk(trained: dict) -> None:
     assert point["rule"] == "median risk" and point["thresholds"]["risk"] == pytest.approx(preds.risk.median())
 
 
+def _training_cohort(trained: dict) -> object:
+    from slidepredict.cohort import build_cohort
+
+    root = trained["root"] / "train"
+    return build_cohort(root / "features", root / "slides.csv", root / "clini.csv", target="OS", kind="survival",
+                        time_col="OS_MONTHS", event_col="OS_EVENT")
+
+
+def test_every_fold_model_gives_risks_on_one_scale(trained: dict) -> None:
+    """The Cox loss ignores shifts and each fold ends with its own risk spread (raw SDs of 1.7 and 0.1 were seen):
+    every model's risks are standardised to its own training patients before they are pooled or cut."""
+    from slidepredict.training import load_model
+    from slidepredict.training.predict import predict_cohort
+
+    cohort = _training_cohort(trained)
+    for k in range(3):
+        loaded = load_model(trained["cv"] / f"fold-{k}" / "model.ckpt")
+        own = predict_cohort(loaded, cohort.subset(loaded.meta.train_patients))["risk"]
+        assert own.mean() == pytest.approx(0.0, abs=1e-6) and own.std() == pytest.approx(1.0, abs=1e-6)
+    preds = pd.read_csv(trained["cv"] / "patient-preds.csv")
+    spread = preds.groupby("fold").risk.std()
+    assert spread.max() / spread.min() < 2.5, spread.to_dict()
+    ref = pd.read_csv(trained["cv"] / "baseline-mean-pool" / "patient-preds.csv").groupby("fold").risk.std()
+    assert ref.max() / ref.min() < 2.5, ref.to_dict()
+
+
 def test_external_risk_groups_split_at_the_carried_median(trained: dict, tmp_path: Path) -> None:
     clini, slides, feats = make_survival_cohort(tmp_path / "ext", 50, seed=5)
     res = _cli("deploy", "--model", trained["cv"], "--features", feats, "--clini", clini, "--slides-table", slides,
@@ -88,6 +114,11 @@ def test_external_risk_groups_split_at_the_carried_median(trained: dict, tmp_pat
     assert pooled.loc["c_index", "value"] >= 0.75
     assert pooled.loc["logrank_p", "value"] < 0.01
     assert pooled.loc["hr_high_vs_low", "value"] > 1.0
+    assert 0.3 <= pooled.loc["n_high", "value"] / 50 <= 0.7  # the training median splits a like cohort near half
+    members = [pd.read_csv(tmp_path / "dep" / f"fold-{k}" / "patient-preds.csv").risk for k in range(3)]
+    ensemble = pd.read_csv(tmp_path / "dep" / "patient-preds.csv").risk
+    assert np.allclose(ensemble, np.mean(members, axis=0))  # members on one scale: fold 0 no longer dominates
+    assert max(m.std() for m in members) / min(m.std() for m in members) < 2.5
     assert (tmp_path / "dep" / "stats" / "km-OS.png").is_file()
     assert "OS (risk, n=50): C-index" in res.output and "log-rank p" in res.output
 
@@ -111,10 +142,13 @@ def test_statistics_match_lifelines(trained: dict, tmp_path: Path) -> None:
     z = (r - r.mean()) / r.std()
     hr = CoxPHFitter().fit(pd.DataFrame({"t": t, "e": e, "z": z}), "t", "e").summary.loc["z", "exp(coef)"]
     assert pooled.loc["hr_per_sd", "value"] == pytest.approx(hr, rel=1e-4)
-    from slidepredict.stats.survival import _uno
+    from sksurv.metrics import concordance_index_ipcw
+    from sksurv.util import Surv
+
     tau = np.quantile(t, 0.9)
+    y = Surv.from_arrays(e.astype(bool), t)
     assert pooled.loc["c_index_uno", "threshold"] == f"tau={tau:.4g}"
-    assert pooled.loc["c_index_uno", "value"] == pytest.approx(_uno(t, e, r, tau), abs=1e-5)
+    assert pooled.loc["c_index_uno", "value"] == pytest.approx(concordance_index_ipcw(y, y, r, tau=tau)[0], abs=1e-5)
     assert pooled.loc["c_index_uno", "ci_low"] < pooled.loc["c_index_uno", "value"] < pooled.loc["c_index_uno", "ci_high"]
     assert set(m.group) == {"pooled", "fold-0", "fold-1", "fold-2"}
 
@@ -189,13 +223,10 @@ def test_heatmap_of_a_survival_model_draws_tile_risk(trained: dict, tmp_path: Pa
     from slidepredict.heatmaps.scores import TileScores
     from slidepredict.training import load_model
 
-    from slidepredict.cohort import build_cohort
     from slidepredict.training import predict_bag
 
     loaded = load_model(trained["cv"] / "fold-0" / "model.ckpt")
-    root = trained["root"] / "train"
-    cohort = build_cohort(root / "features", root / "slides.csv", root / "clini.csv", target="OS", kind="survival",
-                          time_col="OS_MONTHS", event_col="OS_EVENT")
+    cohort = _training_cohort(trained)
     held_out = pd.read_csv(trained["cv"] / "patient-preds.csv").query("fold == 0").iloc[0]
     risk, att, tiles = predict_bag(loaded, *cohort.load_bag(held_out.PATIENT))
     assert risk[0] == pytest.approx(held_out.risk, abs=1e-5)  # the heatmap's patient risk is the prediction's
@@ -232,3 +263,24 @@ def test_compare_c_index_of_two_models(trained: dict, tmp_path: Path) -> None:
     relabelled.to_csv(tmp_path / "other.csv", index=False)
     res = _cli("compare", trained["cv"] / "patient-preds.csv", tmp_path / "other.csv", "--out", tmp_path / "bad")
     assert res.exit_code == 2 and "has other true values in" in res.output and not (tmp_path / "bad").exists()
+
+
+def test_cox_loss_is_the_partial_likelihood_lifelines_maximises() -> None:
+    """Without tied times Breslow's partial likelihood is lifelines' (Efron's); patients no longer at risk add
+    nothing even when their risk is far above the others' (a log(1e-38) mask leaked exp(risk - 87))."""
+    import torch
+    from lifelines import CoxPHFitter
+
+    from slidepredict.training.module import cox_loss
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=40)
+    t = rng.exponential(np.exp(-x)) + np.arange(40) * 1e-6  # no ties
+    e = (rng.random(40) < 0.7).astype(float)
+    cox = CoxPHFitter().fit(pd.DataFrame({"t": t, "e": e, "x": x}), "t", "e")
+    beta = float(cox.params_["x"])
+    loss = cox_loss(torch.tensor(beta * x), torch.tensor(t), torch.tensor(e))
+    assert float(loss) * e.sum() == pytest.approx(-cox.log_likelihood_, rel=1e-5)
+    # the event patient at t=2 is alone at risk: loss 0, whatever the risk of one who left at t=1
+    far = cox_loss(torch.tensor([0.0, 100.0]), torch.tensor([2.0, 1.0]), torch.tensor([1.0, 0.0]))
+    assert float(far) == pytest.approx(0.0, abs=1e-6)

@@ -19,7 +19,7 @@ from slidepredict.core.errors import FeatureFileError
 from slidepredict.featurefile import FeatureBag, positions_um
 from slidepredict.featurefile.spec import microns_per_px
 from slidepredict.heatmaps.models import Drawer
-from slidepredict.training.predict import predict_bag
+from slidepredict.training.predict import display_scale, predict_bag
 
 ATTENTION = "attention"
 COORD_COLUMNS = ("x", "y", "width", "height")
@@ -140,7 +140,7 @@ def score_slide(drawer: Drawer, bag: FeatureBag, slide_mpp: float) -> TileScores
         coords=np.asarray(bag.coords, dtype=np.int64), size0=tile_size_level0(bag.attrs, slide_mpp, source),
         attention=rank_normalise(att), attention_raw=att, class_scores=tiles,
         categories=[first.meta.target] if continuous else first.categories, target=first.meta.target, probs=probs,
-        drawer=drawer, value_range=value_range(first.meta.target_scale) if continuous else None,
+        drawer=drawer, value_range=value_range(display_scale(first.meta)) if continuous else None,
         measure="risk" if kind == "survival" else "value",
     )
 

@@ -26,7 +26,9 @@ from slidepredict.core.atomic import staged_folder
 from slidepredict.core.names import safe_name
 from slidepredict.core.settings import for_target
 from slidepredict.core.progress import track
-from slidepredict.stats.predictions import Predictions, PredictionsError, file_labels, read_predictions
+from slidepredict.stats.predictions import (
+    PATIENT, Predictions, PredictionsError, duplicated_patient, file_labels, read_predictions, trained_anywhere,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,8 @@ def delong(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     pos, neg = scores[:, y], scores[:, ~y]
     m, n = pos.shape[1], neg.shape[1]
-    if m == 0 or n == 0:
-        raise ValueError("DeLong's test needs both classes")
+    if min(m, n) < 2:  # the variance of the structural components needs two of each (one gives NaN)
+        raise ValueError(f"DeLong's test needs at least two positive and two negative patients (got {m} and {n})")
     rank_all = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # midranks: ties count half
     rank_pos, rank_neg = rankdata(pos, axis=1), rankdata(neg, axis=1)
     aucs = (rank_all[:, :m].sum(1) - m * (m + 1) / 2) / (m * n)
@@ -81,20 +83,24 @@ class Model:
     preds: Predictions
 
 
-def _whole_file(path: Path, label: str) -> Predictions:
-    """All labelled rows of a file (its folds pooled): a model's predictions for every patient."""
+def _whole_file(path: Path, label: str, trained: set[str]) -> Predictions:
+    """All labelled rows of a file (its folds pooled) but the patients in ``trained``; one row per patient."""
     groups = read_predictions(path, label)
-    first = groups[0]
-    if len(groups) == 1:
-        return first
     fields = ("patients", "labels", "predicted", "probs")
-    return replace(first, group=label, **{k: np.concatenate([getattr(g, k) for g in groups]) for k in fields})
+    whole = replace(groups[0], group=label, **{k: np.concatenate([getattr(g, k) for g in groups]) for k in fields})
+    duplicated_patient(pd.DataFrame({PATIENT: whole.patients}), path)
+    keep = ~np.isin(whole.patients, list(trained))
+    if not keep.any():
+        raise PredictionsError(f"Predictions file '{path}' has no labelled patient that the compared models did "
+                               "not train on; there is nothing to compare on.")
+    return replace(whole, **{k: getattr(whole, k)[keep] for k in fields})
 
 
 def _aligned(paths: list[Path]) -> list[Model]:
     """Every file, checked to score the same patients with the same labels and classes, in one order."""
     labels = [lab or Path(p).parent.name or Path(p).stem for lab, p in zip(file_labels(paths), paths)]
-    models = [Model(lab, _whole_file(Path(p), lab)) for lab, p in zip(labels, paths)]
+    trained = trained_anywhere(paths)
+    models = [Model(lab, _whole_file(Path(p), lab, trained)) for lab, p in zip(labels, paths)]
     ref = models[0].preds
     for mdl in models[1:]:
         g = mdl.preds
@@ -163,6 +169,12 @@ def compare_models(paths: list[Path], out_dir: Path, n_bootstrap: int = 1000, se
     for cls in shown:
         k = list(ref.classes).index(cls)
         y = (ref.labels == cls).astype(int)
+        few = min(int(y.sum()), int(len(y) - y.sum()))
+        if few < 2:
+            side = f"'{cls}'" if y.sum() == few else f"other than '{cls}'"
+            raise PredictionsError(
+                f"{ref.target}: {few} of the {len(y)} compared patients {'is' if few == 1 else 'are'} {side}; "
+                "DeLong's test needs at least two patients of each class (its variance is undefined with one)")
         for a, b in itertools.combinations(models, 2):
             pa, pb = a.preds.probs[:, k], b.preds.probs[:, k]
             diff, se, z, p = delong_test(y, pa, pb)

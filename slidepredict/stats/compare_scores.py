@@ -8,6 +8,7 @@ paired patient-bootstrap interval (both models scored on each resample) and a bo
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from slidepredict.core.progress import track
-from slidepredict.stats.predictions import PATIENT, PredictionsError, file_labels
+from slidepredict.stats.predictions import PATIENT, PredictionsError, duplicated_patient, file_labels, trained_anywhere
+
+log = logging.getLogger(__name__)
 
 Score = Callable[[pd.DataFrame, str, str], float]  # (aligned rows, target, prediction column) -> score
 
@@ -37,7 +40,8 @@ KINDS: dict[str, tuple[str, Callable[[str], list[str]], str, Score]] = {
 }
 
 
-def _read(path: Path, kind: str) -> tuple[str, pd.DataFrame]:
+def _read(path: Path, kind: str, trained: set[str]) -> tuple[str, pd.DataFrame]:
+    """A file's labelled rows of patients no compared model trained on, one per patient (duplicates refused)."""
     from slidepredict.stats.regression import continuous_target
     from slidepredict.stats.survival import survival_target
 
@@ -45,14 +49,28 @@ def _read(path: Path, kind: str) -> tuple[str, pd.DataFrame]:
     target = survival_target(df) if kind == "survival" else continuous_target(df)
     if target is None:
         raise PredictionsError(f"Predictions file '{path}' is not a {kind} target's.")
-    return target, df.drop_duplicates(PATIENT).set_index(PATIENT)
+    duplicated_patient(df, path)
+    unlabelled = df[KINDS[kind][1](target)].isna().any(axis=1)
+    if unlabelled.any():
+        log.info("%s: %d of %d rows have no true value for '%s' and are left out of the comparison",
+                 path, int(unlabelled.sum()), len(df), target)
+    keep = ~unlabelled & ~df[PATIENT].isin(trained)
+    if not keep.any():
+        raise PredictionsError(f"Predictions file '{path}' has no labelled patient that the compared models did "
+                               "not train on; there is nothing to compare on.")
+    return target, df[keep].set_index(PATIENT)
 
 
 def aligned_scores(paths: list[Path], kind: str) -> tuple[str, list[str], pd.DataFrame]:
-    """One frame of every model's prediction per patient, with the (shared) truth; refuses other patients or truths."""
+    """One frame of every model's prediction per patient, with the (shared) truth; refuses other patients or truths.
+
+    The rules of the categorical path: rows without a truth are counted and left out, patients any model trained
+    on (``in_training``) are left out of every model's rows, and a patient listed twice is refused.
+    """
     metric, truth_of, column, _ = KINDS[kind]
     names = [lab or p.parent.name for lab, p in zip(file_labels(paths), paths)]
-    read = [_read(p, kind) for p in paths]
+    trained = trained_anywhere(paths)
+    read = [_read(p, kind, trained) for p in paths]
     target, ref = read[0]
     for (t, df), path in zip(read[1:], paths[1:]):
         if t != target:

@@ -241,6 +241,28 @@ def trained_rows(df: pd.DataFrame) -> np.ndarray:
     return df[IN_TRAINING].astype(str).str.lower().isin(["true", "1"]).to_numpy()
 
 
+def trained_anywhere(paths: list[Path]) -> set[str]:
+    """Patients that any file marks ``in_training``: a paired comparison leaves them out of every model's rows,
+    so both models are scored on the same held-out patients (and says how many were left out)."""
+    seen: set[str] = set()
+    for path in paths:
+        df = _read_csv(Path(path))
+        if PATIENT in df.columns:
+            seen |= set(df.loc[trained_rows(df), PATIENT])
+    if seen:
+        log.warning("%d patients were used to train one of the compared models (column '%s') and are left out of "
+                    "the comparison of every model", len(seen), IN_TRAINING)
+    return seen
+
+
+def duplicated_patient(df: pd.DataFrame, path: Path) -> None:
+    """One row per patient in a whole file: the same patient in two folds (or twice) is refused, never deduplicated."""
+    dup = df[PATIENT][df[PATIENT].duplicated()]
+    if not dup.empty:
+        raise PredictionsError(f"Predictions file '{path}' lists patient '{dup.iloc[0]}' "
+                               f"{df[PATIENT].eq(dup.iloc[0]).sum()} times; write one row per patient.")
+
+
 def group_frames(df: pd.DataFrame, label: str, by: str | None) -> list[tuple[str, pd.DataFrame]]:
     """A file's rows per fold (or per ``by`` value), named as the categorical groups are; the whole file without."""
     column = by or FOLD

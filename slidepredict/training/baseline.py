@@ -74,8 +74,10 @@ def held_out_frame(cohort: Cohort, splits: list[dict[str, list[str]]], x: np.nda
     frames = []
     for k, (split, model) in enumerate(zip(splits, models)):
         test = [index[p] for p in split["test"]]
-        if cohort.kind == "survival":  # the Cox model's linear predictor is the risk
-            df = risk_frame(split["test"], model.predict(x[test]), str(cohort.target), cohort.labels[test])  # type: ignore[index]
+        if cohort.kind == "survival":  # the Cox model's linear predictor, standardised to its training patients
+            train_lp = model.predict(x[[index[p] for p in split["train"]]])
+            risk = (model.predict(x[test]) - train_lp.mean()) / (train_lp.std() or 1.0)
+            df = risk_frame(split["test"], risk, str(cohort.target), cohort.labels[test])  # type: ignore[index]
             df["fold"] = k
             frames.append(df)
             continue

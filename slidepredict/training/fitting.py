@@ -217,10 +217,10 @@ def fit(
         survival_columns=list(cohort.survival_columns or ()),
     )
     save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))
-    if cohort.kind == "survival":  # record the training risks' spread: the heatmaps' fixed colour scale
+    if cohort.kind == "survival":  # the training risks' mean and SD put every model's risks on one scale
         from slidepredict.training.predict import predict_cohort
 
-        risks = predict_cohort(load_model(ckpt_path), cohort.subset(train_ids), description="training risks")["risk"]
+        risks = predict_cohort(load_model(ckpt_path), cohort.subset(train_ids), description="training risks")["risk"]  # raw: no scale yet
         meta = replace(meta, target_scale=[float(risks.mean()), float(risks.std()) or 1.0])
         save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))
     return load_model(ckpt_path)

@@ -91,8 +91,9 @@ def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> tor
     The training sampler spreads event patients over the batches, so every batch holds some.
     """
     risk, time, event = risk.float(), time.float(), event.float()
-    at_risk = (time[None, :] >= time[:, None]).float()  # row i: who is still at risk at patient i's time
-    log_denominator = torch.logsumexp(risk[None, :] + torch.log(at_risk.clamp_min(1e-38)), dim=1)
+    at_risk = time[None, :] >= time[:, None]  # row i: who is still at risk at patient i's time (i itself always)
+    # -inf, not log(tiny): a patient no longer at risk must add exactly nothing, however high its risk
+    log_denominator = torch.logsumexp(risk[None, :].expand_as(at_risk).masked_fill(~at_risk, float("-inf")), dim=1)
     n_events = event.sum()
     if n_events == 0:
         return risk.sum() * 0.0

@@ -54,6 +54,25 @@ def load_model(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel
     return LoadedModel(model=model.eval().to(resolve_device(device)), meta=meta, path=Path(path))
 
 
+def output_value(meta: ModelMeta, raw: torch.Tensor) -> torch.Tensor:
+    """A one-output head's raw output as users read it: a continuous target's value in its units, or a survival
+    risk standardised to the model's own training patients (mean 0, SD 1).
+
+    The Cox loss is blind to shifts and each fold model ends with its own risk spread (SDs of 1.7 and 0.1 seen
+    in one cross-validation), so raw risks of different models cannot be pooled, averaged or cut at one
+    median; standardised ones can. A survival model being fitted has no scale yet (``[]``): raw risks.
+    """
+    if not meta.target_scale:
+        return raw
+    mean, sd = meta.target_scale
+    return raw * sd + mean if meta.target_kind == "continuous" else (raw - mean) / sd
+
+
+def display_scale(meta: ModelMeta) -> list[float]:
+    """[mean, SD] of what a one-output model outputs on its training patients: the heatmaps' colour scale."""
+    return list(meta.target_scale) if meta.target_kind == "continuous" else [0.0, 1.0]
+
+
 def _device(loaded: LoadedModel) -> torch.device:
     return next(loaded.model.parameters()).device
 
@@ -65,7 +84,7 @@ def predict_bag(
     """One complete bag -> class probabilities (C,), attention (N,) summing to 1, per-tile class probabilities (N, C).
 
     For a continuous target: the predicted value (1,) and each tile's own value (N, 1), in the target's units;
-    for a survival target: the risk (1,) and each tile's own risk (N, 1).
+    for a survival target: the standardised risk (1,) and each tile's own risk (N, 1) on the same scale.
     ``coords`` are tile positions in microns (``Cohort.load_bag``, ``featurefile.positions_um``).
     Per-tile probabilities are the softmax of the head's per-tile logits: the model's verdict on
     a bag made of that tile alone.
@@ -77,12 +96,9 @@ def predict_bag(
     c = None if coords is None else torch.as_tensor(np.asarray(coords, dtype=np.float32), device=dev)[None]
     mask = torch.ones(1, x.shape[0], dtype=torch.bool, device=dev)
     out = loaded.model(x[None], c, mask)
-    if loaded.meta.target_kind == "continuous":  # the value, and each tile's own value, in the target's units
-        mean, sd = loaded.meta.target_scale
-        return ((out.logits[0] * sd + mean).cpu().numpy(), out.attention[0].cpu().numpy(),
-                (out.tile_scores[0] * sd + mean).cpu().numpy())
-    if loaded.meta.target_kind == "survival":  # the risk (log hazard ratio) and each tile's own risk, as trained
-        return out.logits[0].cpu().numpy(), out.attention[0].cpu().numpy(), out.tile_scores[0].cpu().numpy()
+    if loaded.meta.target_kind != "categorical":  # a value in the target's units, or a standardised risk
+        return (output_value(loaded.meta, out.logits[0]).cpu().numpy(), out.attention[0].cpu().numpy(),
+                output_value(loaded.meta, out.tile_scores[0]).cpu().numpy())
     probs = torch.softmax(out.logits[0], -1)
     tiles = torch.softmax(out.tile_scores[0], -1)
     return probs.cpu().numpy(), out.attention[0].cpu().numpy(), tiles.cpu().numpy()
@@ -106,7 +122,8 @@ def predictions_frame(patients: list[str], probs: np.ndarray, categories: list[s
 def predict_cohort(loaded: LoadedModel, cohort: Cohort, description: str = "predicting") -> Any:
     """Complete-bag predictions for every patient; labels are included when the cohort has the model's target.
 
-    Categorical: class probabilities. Continuous: the predicted value in the target's units.
+    Categorical: class probabilities. Continuous: the predicted value in the target's units. Survival: the risk
+    standardised to the model's training patients (:func:`output_value`).
     """
     loaded.check_features(cohort.spec, f"cohort {cohort.slides[cohort.patients[0]][0].path.parent}")
     loader = bag_loader(cohort, train=False)
@@ -118,15 +135,15 @@ def predict_cohort(loaded: LoadedModel, cohort: Cohort, description: str = "pred
     for batch in track(loader, description, total=len(cohort)):
         coords = None if batch.coords is None else batch.coords.to(dev)
         out = loaded.model(batch.feats.to(dev), coords, batch.mask.to(dev))
-        outputs[batch.index.numpy()] = (out.logits if continuous else torch.softmax(out.logits, -1)).double().cpu().numpy()
+        scores = output_value(loaded.meta, out.logits) if continuous else torch.softmax(out.logits, -1)
+        outputs[batch.index.numpy()] = scores.double().cpu().numpy()
     same = cohort.labels is not None and cohort.target == loaded.meta.target
     if kind == "survival":
         truth_rows = cohort.labels if same and cohort.kind == "survival" else None
         return risk_frame(cohort.patients, outputs[:, 0], loaded.meta.target, truth_rows)
     if continuous:
-        mean, sd = loaded.meta.target_scale
         truth = [float(v) for v in cohort.labels] if same and cohort.kind == "continuous" else None  # type: ignore[union-attr]
-        return values_frame(cohort.patients, outputs[:, 0] * sd + mean, loaded.meta.target, truth)
+        return values_frame(cohort.patients, outputs[:, 0], loaded.meta.target, truth)
     truth = [cohort.categories[i] for i in cohort.labels] if same else None  # type: ignore[union-attr]
     return predictions_frame(cohort.patients, outputs, loaded.categories, loaded.meta.target, truth)
 
@@ -142,7 +159,7 @@ def values_frame(patients: list[str], values: np.ndarray, target: str, truth: li
     return df
 
 
-RISK = "risk"  # the predictions column of a survival target: higher = shorter expected survival
+RISK = "risk"  # a survival target's predictions column: higher = shorter survival, standardised per model
 
 
 def risk_frame(patients: list[str], risk: np.ndarray, target: str, truth: np.ndarray | None) -> Any:
