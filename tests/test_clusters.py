@@ -68,14 +68,14 @@ def test_rare_population_found_as_its_own_enriched_cluster(plate, tmp_path: Path
     assert units.rare[member].mean() >= 0.85 and member[units.rare].mean() >= 0.9  # purity (17/19) and recall
     assert f"cluster {c} (" in res.output and "enriched in treated" in res.output
     fractions = pd.read_csv(out / "fractions.csv", index_col=0)
-    assert sorted(fractions.index) == sorted(WELLS) and np.allclose(fractions.sum(1), 1.0)
+    assert sorted(fractions.index) == sorted(f"P1:{w}" for w in WELLS) and np.allclose(fractions.sum(1), 1.0)
     with Image.open(out / "montage.png") as im:  # one row of example cells per cluster
         assert im.size[1] == 64 * len(table)
     assert not list(out.glob(".clusters-*"))
     from slidepredict.report import build_report
 
     html = build_report(out).read_text()  # the report's section: the table, how k was chosen, the montage
-    assert '<section id="clusters">' in html and "k = 4 chosen by davies-bouldin over" in html
+    assert '<section id="clusters">' in html and "k = 4 chosen by davies-bouldin over" in html and "16 samples (PLATE:WELL)." in html
     assert 'href="montage.png"' in html and "rare_enriched" in html
 
 
@@ -110,3 +110,41 @@ def test_clusters_input_errors(plate, tmp_path: Path) -> None:  # type: ignore[n
     with pytest.raises(CohortError):
         associate(pd.DataFrame({0: [1.0]}, index=["A01"]), bags, ClusterSettings(sample="WELL"),
                   pd.DataFrame({"cluster": [0]}))
+
+
+def _two_plates(root: Path, images_per_well: int = 2) -> pd.DataFrame:
+    """Two plates of 16 wells with opposite layouts (P1 treats the first 8 wells, P2 the last 8); 5% of a treated
+    well's units carry their own phenotype (a shifted feature vector), no untreated well has any."""
+    from slidepredict.featurefile import write_h5_atomic
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for plate, treated in (("P1", WELLS[:8]), ("P2", WELLS[8:])):
+        for well in WELLS:
+            for i in range(images_per_well):
+                name = f"{plate}__{well}_s{i + 1}"
+                x = rng.normal(size=(100, 8)).astype(np.float32)
+                rare = (np.arange(100) < 5) & (well in treated)
+                x[rare] += 6.0
+                coords = np.stack([np.arange(100) * 10, np.zeros(100)], 1).astype(np.int64)
+                write_h5_atomic(root / "features" / f"{name}.h5", {"features": x, "coords": coords},
+                                {"encoder": "fake", "encoder_hash": "h", "tile_size_px": 32, "tile_size_level0": 32})
+                rows.append({"IMAGE": f"{name}.tif", "PLATE": plate, "WELL": well, "BAG": f"{name}.tif",
+                             "FILENAME": name, "CONTROL": "treated" if well in treated else "DMSO"})
+    return pd.DataFrame(rows)
+
+
+def test_a_well_is_a_plate_and_a_well(tmp_path: Path) -> None:
+    """Same-named wells of two plates merged into one sample hid the population (p = 1.0); plate:well finds it.
+    And with several images per well the default sample is the well: images of one well are not independent."""
+    bags = _two_plates(tmp_path)
+    for sample in ("WELL", None):
+        s = ClusterSettings(sample=sample, k=2)
+        units, fractions, info = cluster_units(bags, tmp_path / "features", s)
+        assert info["sample"] == "PLATE:WELL" and len(fractions) == 32  # 64 images, 32 wells
+        table = associate(fractions, bags, s, units)
+        rare = table[table.rare_enriched]
+        assert len(rare) == 1 and rare.enriched_in.iloc[0] == "treated" and rare.fdr.iloc[0] < 1e-3, table
+    with pytest.raises(CohortError, match="sample 'A01' .COMPOUND. has more than one value of 'CONTROL'"):
+        mixed = bags.assign(COMPOUND=bags.WELL)  # a column naming wells without their plate
+        associate(fractions, mixed, ClusterSettings(sample="COMPOUND", k=2), units)

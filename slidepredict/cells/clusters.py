@@ -6,8 +6,8 @@ a time, so a plate never has to fit in memory; k is given, or chosen by the Davi
 (each cluster weighs the same in it, so a small distinct population can win k; the mean silhouette,
 the other choice, weighs units, and on generated cells picked k=2 and merged a 2% population away). (A
 mini-batch k-means refined file by file was tried first: its reassignment of small clusters and its
-drift on one-well batches dissolved a planted 2% population.) Per sample (a bag, well
-or compound: any column of ``bags.csv``) each cluster's share of the sample's units is computed,
+drift on one-well batches dissolved a planted 2% population.) Per sample (by default the well, plate
+and well together; or a bag, compound: any column of ``bags.csv``) each cluster's share of the sample's units is computed,
 and each cluster's shares are compared between the two values of a group column (treated vs
 control) with a two-sided Mann-Whitney U test over samples, the samples being the independent
 units, not the cells; p-values are corrected over clusters by Benjamini-Hochberg. A cluster with
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from slidepredict.cells.settings import ClusterSettings
+from slidepredict.cells.table import BAG, PLATE, WELL
 from slidepredict.core.errors import CohortError
 from slidepredict.core.progress import track
 
@@ -110,13 +111,28 @@ def cluster_units(bags: Any, features: Path, s: ClusterSettings) -> tuple[Any, A
         labels = model.predict((x - mean) / sd) if len(x) else np.zeros(0, int)
         units.append(pd.DataFrame({"FILENAME": name, "unit": np.arange(len(labels)), "cluster": labels}))
     unit_table = pd.concat(units, ignore_index=True)
-    per_file = bags.drop_duplicates("FILENAME").set_index("FILENAME")
-    if s.sample not in per_file.columns:
-        raise CohortError(f"no column '{s.sample}' in the bags table to define samples; columns: {', '.join(per_file.columns)}")
-    unit_table[s.sample] = per_file.loc[unit_table["FILENAME"], s.sample].to_numpy()
-    counts = pd.crosstab(unit_table[s.sample], unit_table["cluster"]).reindex(columns=range(k), fill_value=0)
+    name, keys = samples(bags, s)
+    per_file = keys.groupby(bags["FILENAME"].astype(str)).first()
+    unit_table[name] = per_file.loc[unit_table["FILENAME"].astype(str)].to_numpy()
+    counts = pd.crosstab(unit_table[name], unit_table["cluster"]).reindex(columns=range(k), fill_value=0)
     fractions = counts.div(counts.sum(1), axis=0)
-    return unit_table, fractions, {"k": k, "scores": scores, "counts": counts}
+    return unit_table, fractions, {"k": k, "scores": scores, "counts": counts, "sample": name}
+
+
+def samples(bags: Any, s: ClusterSettings) -> tuple[str, Any]:
+    """The independent sample of each row of ``bags.csv``, and what it is called.
+
+    A well is a plate and a well: same-named wells of two plates are two samples (merged, two plates of
+    opposite layouts hid a planted population, p = 1.0). By default the sample is the well when the table
+    has one, as the images of one well are not independent; else the bag.
+    """
+    column = s.sample or (WELL if WELL in bags.columns else BAG)
+    if column not in bags.columns:
+        raise CohortError(f"no column '{column}' in the bags table to define samples; columns: {', '.join(bags.columns)}")
+    values = bags[column].astype(str)
+    if column == WELL and PLATE in bags.columns:
+        return f"{PLATE}:{WELL}", bags[PLATE].astype(str) + ":" + values
+    return column, values
 
 
 def associate(fractions: Any, bags: Any, s: ClusterSettings, units: Any) -> Any:
@@ -126,7 +142,13 @@ def associate(fractions: Any, bags: Any, s: ClusterSettings, units: Any) -> Any:
 
     if s.group not in bags.columns:
         raise CohortError(f"no group column '{s.group}' in the bags table; columns: {', '.join(bags.columns)}")
-    group = bags.drop_duplicates(s.sample).set_index(s.sample)[s.group].reindex(fractions.index)
+    name, keys = samples(bags, s)
+    per_sample = bags[s.group].astype(str).groupby(keys)
+    mixed = per_sample.nunique()
+    if (mixed > 1).any():
+        raise CohortError(f"sample '{mixed[mixed > 1].index[0]}' ({name}) has more than one value of '{s.group}'; "
+                          "choose a sample column (--sample) whose samples each sit in one group")
+    group = bags[s.group].groupby(keys).first().reindex(fractions.index)
     values = sorted(group.dropna().astype(str).unique())
     if len(values) != 2:
         raise CohortError(f"'{s.group}' must split the samples into two groups to compare; it has "
@@ -196,7 +218,7 @@ def run_clusters(features: Path, bags_path: Path, images: Path, out: Path, s: Cl
         units.to_csv(staging / "units.csv.gz", index=False)
         montage(units, bags, Path(images), Path(features), staging / "montage.png", seed=s.seed)
         summary = {"k": info["k"], "chosen_by": s.k_by if info["scores"] else "given",
-                   "scores": info["scores"], "units": len(units), "samples": len(fractions)}
+                   "scores": info["scores"], "units": len(units), "samples": len(fractions), "sample": info["sample"]}
         (staging / "clusters.json").write_text(json.dumps(summary, indent=2))
         for name in ("clusters.csv", "fractions.csv", "units.csv.gz", "montage.png", "clusters.json"):
             (staging / name).replace(Path(out) / name)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from slidepredict.cells.images import Normalisation, cohort_ranges, load_rgb
-from slidepredict.cells.table import IMAGE, MPP, PLATE, WELL, ImageCohort, read_image_table
+from slidepredict.cells.table import BAG, IMAGE, MPP, PLATE, WELL, ImageCohort, read_image_table
 from slidepredict.cells.units import UnitSettings, crop, make_units
 from slidepredict.core import batch
 from slidepredict.core.digest import file_sha256
@@ -32,7 +32,6 @@ from slidepredict.layout import NORM_FILE
 from slidepredict.slide import file_mpp
 
 log = logging.getLogger("slidepredict")
-BAG = "BAG"
 BAGS_FILE = "bags.csv"
 BAG_KINDS = ("image", "well")
 

@@ -80,7 +80,8 @@ class ClusterSettings(Settings):
         "distinct ones), silhouette weighs units (favours a few large clusters).")
     k_min: int = setting(2, "Smallest k tried when k is null.", ge=2)
     k_max: int = setting(12, "Largest k tried when k is null.", ge=2)
-    sample: str = setting("BAG", "Column of bags.csv whose values are the samples (a bag, WELL, COMPOUND).")
+    sample: str | None = setting(None, "Column of bags.csv whose values are the samples (BAG, WELL, COMPOUND); a WELL "
+                                 "is taken with its PLATE. null: the well when the table has WELL, else the bag.")
     group: str = setting("CONTROL", "Column of bags.csv with two values whose samples are compared (treated vs control).")
     rare: float = setting(0.05, "A cluster with fewer than this share of all units is rare.", gt=0, lt=1)
     alpha: float = setting(0.05, "False discovery rate (Benjamini-Hochberg) under which a cluster is enriched.", gt=0, lt=1)

@@ -23,6 +23,7 @@ from slidepredict.core.errors import CohortError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 IMAGE, PLATE, WELL, COMPOUND, CONCENTRATION, TIMEPOINT, CONTROL, MPP = (
     "IMAGE", "PLATE", "WELL", "COMPOUND", "CONCENTRATION", "TIMEPOINT", "CONTROL", "MPP")
+BAG = "BAG"  # bags.csv: the image or PLATE:WELL each row's prediction is about
 
 
 @dataclass

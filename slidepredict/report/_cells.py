@@ -61,7 +61,8 @@ def clusters_section(run_dir: Path, env: Any) -> Section | None:
         folder = table_file.parent
         try:
             info = json.loads((folder / "clusters.json").read_text())
-            note = f"k = {info['k']} chosen by {info['chosen_by']} over {info['units']} units of {info['samples']} samples."
+            per = f" ({info['sample']})" if "sample" in info else ""
+            note = f"k = {info['k']} chosen by {info['chosen_by']} over {info['units']} units of {info['samples']} samples{per}."
         except (OSError, ValueError, KeyError):
             note = ""
         figures = [p for p in [folder / "montage.png"] if p.is_file()]
