@@ -61,6 +61,52 @@ def test_planted_hit_and_its_ec50(tmp_path: Path) -> None:
     assert png.stat().st_size > 5000
 
 
+def test_ssmd_is_against_each_plate_own_controls() -> None:
+    """Two plates whose control levels differ by 0.3: a compound on the low plate is a strong hit by robust z, and
+    its SSMD must say so too (pooling both plates' controls gave -0.30 where its own plate gives about +6.5)."""
+    rng = np.random.default_rng(2)
+    wells = []
+    for plate, level in (("P1", 0.1), ("P2", 0.4)):
+        wells += [{"PLATE": plate, "WELL": f"A{i + 1:02d}", "COMPOUND": "DMSO", "score": level + rng.normal(0, 0.02),
+                   "is_control": True} for i in range(12)]
+    wells += [{"PLATE": "P1", "WELL": f"B{i + 1:02d}", "COMPOUND": "X", "score": 0.3 + rng.normal(0, 0.02),
+               "is_control": False} for i in range(4)]
+    wells += [{"PLATE": p, "WELL": f"C{i + 1:02d}", "COMPOUND": "Y", "score": lvl + 0.1 + rng.normal(0, 0.02),
+               "is_control": False} for p, lvl in (("P1", 0.1), ("P2", 0.4)) for i in range(3)]
+    table = hits(normalise(pd.DataFrame(wells)), ScreenSettings(score_class="a", control="DMSO")).set_index("COMPOUND")
+    frame = pd.DataFrame(wells)
+    own = frame[(frame.PLATE == "P1") & frame.is_control].score
+    x = frame[frame.COMPOUND == "X"].score
+    expected = (x.mean() - own.mean()) / np.sqrt(x.var(ddof=1) + own.var(ddof=1))  # Zhang 2007, one plate
+    assert table.loc["X", "robust_z"] > 5 and table.loc["X", "ssmd"] == pytest.approx(expected) and expected > 3
+    assert table.loc["X", "plates"] == 1 and table.loc["Y", "plates"] == 2
+    assert table.loc["Y", "ssmd"] > 2  # +0.1 over each plate's own controls, on both plates
+
+
+def test_ec50_interval_uses_the_residual_degrees_of_freedom() -> None:
+    """The Wald interval on log EC50 takes Student's t on n - 4 degrees (1.96 covered 70-79% with one well per
+    dose, benchmarks/ec50_coverage.py); with no residual degree there is no interval."""
+    from scipy.stats import t
+
+    from slidepredict.cells.screen import ec50_interval
+
+    lo, hi = ec50_interval(np.log10(0.8), 0.1, 6)
+    assert np.log10(hi) - np.log10(0.8) == pytest.approx(t.ppf(0.975, 2) * 0.1) and t.ppf(0.975, 2) > 4
+    assert np.log10(0.8) - np.log10(lo) == pytest.approx(np.log10(hi) - np.log10(0.8))
+    assert all(np.isnan(ec50_interval(0.0, 0.1, 4)))
+    x = 0.8 * 3.0 ** (np.arange(6) - 2.5)
+    y = four_pl(np.log10(x), 0.1, 0.8, np.log10(EC50), HILL) + np.random.default_rng(0).normal(0, 0.03, 6)
+    wells = pd.DataFrame({"COMPOUND": "X", "CONCENTRATION": x, "score": y, "is_control": False})
+    fit = dose_response(wells, ScreenSettings(score_class="a", control="DMSO")).iloc[0]
+    from scipy.optimize import curve_fit
+
+    p, cov = curve_fit(four_pl, np.log10(x), y, p0=[y.min(), y.max(), np.median(np.log10(x)), 1.0],
+                       bounds=([-np.inf, -np.inf, np.log10(x).min() - 2, -10], [np.inf, np.inf, np.log10(x).max() + 2, 10]))
+    half = t.ppf(0.975, 2) * np.sqrt(cov[2, 2])
+    assert fit.ec50_ci_low == pytest.approx(10 ** (p[2] - half), rel=1e-4)
+    assert fit.ec50_ci_high == pytest.approx(10 ** (p[2] + half), rel=1e-4)
+
+
 def test_screen_input_errors() -> None:
     preds, bags = planted_plate()
     with pytest.raises(CohortError) as e:

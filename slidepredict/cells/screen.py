@@ -6,7 +6,8 @@ CONCENTRATION, CONTROL). A well's score is the mean predicted probability of the
 over its bags; each plate is normalised to its own negative-control wells (plates differ), by
 
 - robust z: (score - median of the controls) / (1.4826 x MAD of the controls), per well;
-- SSMD: (mean of a compound-concentration's wells - mean of the controls) / sqrt(var + var).
+- SSMD: (mean of a compound-concentration's wells - mean of their plate's controls) / sqrt(var + var),
+  each well measured from its own plate's controls when a compound-concentration spans plates.
 
 A hit is a compound-concentration whose median robust z reaches ``z_hit`` (3 by default). Each
 compound with at least four concentrations gets a four-parameter logistic fit of score against
@@ -85,20 +86,32 @@ def hits(wells: Any, s: ScreenSettings) -> Any:
 
     if COMPOUND not in wells.columns:
         raise CohortError(f"a hit table needs a {COMPOUND} column in the plate map")
-    controls = wells[wells["is_control"]]
-    c_mean, c_var = float(controls["score"].mean()), float(controls["score"].var(ddof=1))
+    controls = wells[wells["is_control"]].groupby(PLATE)["score"]
+    c_mean, c_var = controls.mean(), controls.var(ddof=1)
     treated = wells[~wells["is_control"]]
     keys = [COMPOUND, CONCENTRATION] if CONCENTRATION in wells.columns else [COMPOUND]
     rows = []
     for key, g in treated.groupby(keys, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        var = float(g["score"].var(ddof=1)) if len(g) > 1 else 0.0
-        ssmd = (float(g["score"].mean()) - c_mean) / np.sqrt(max(var + c_var, 1e-12))
         z = float(g["robust_z"].median())
-        rows.append({**dict(zip(keys, key)), "wells": len(g), "mean_score": float(g["score"].mean()),
-                     "robust_z": z, "ssmd": ssmd, "hit": bool(z >= s.z_hit)})
+        rows.append({**dict(zip(keys, key)), "wells": len(g), "plates": int(g[PLATE].nunique()),
+                     "mean_score": float(g["score"].mean()), "robust_z": z,
+                     "ssmd": ssmd(g["score"].to_numpy(float), g[PLATE], c_mean, c_var), "hit": bool(z >= s.z_hit)})
     table = pd.DataFrame(rows)
     return table.sort_values("robust_z", ascending=False, ignore_index=True) if len(table) else table
+
+
+def ssmd(scores: np.ndarray, plates: Any, c_mean: Any, c_var: Any) -> float:
+    """SSMD of a compound-concentration's wells against the negative controls of their own plates.
+
+    Each well is measured from its plate's control mean, and the control variance is that of the plates the
+    wells sit on (weighted by their wells): on one plate, (mean - control mean) / sqrt(var + control var).
+    Pooling every plate's controls, a compound with robust z 10.8 got SSMD -0.30 where its plate gives +6.5.
+    """
+    diff = scores - c_mean.loc[plates].to_numpy(float)
+    var = float(np.var(diff, ddof=1)) if len(diff) > 1 else 0.0
+    control_var = float(np.nanmean(c_var.loc[plates].to_numpy(float)))
+    return float(diff.mean() / np.sqrt(max(var + control_var, 1e-12)))
 
 
 def four_pl(log_c: np.ndarray, bottom: float, top: float, log_ec50: float, hill: float) -> np.ndarray:
@@ -130,11 +143,24 @@ def dose_response(wells: Any, s: ScreenSettings) -> Any:
             continue
         se = float(np.sqrt(cov[2, 2])) if np.isfinite(cov[2, 2]) and cov[2, 2] >= 0 else np.inf
         determined = se <= MAX_LOG_EC50_SE  # a flat curve fits any EC50: do not report one
-        lo, hi = (10 ** (p[2] - 1.96 * se), 10 ** (p[2] + 1.96 * se)) if determined else (np.nan, np.nan)
+        lo, hi = ec50_interval(p[2], se, len(x)) if determined else (np.nan, np.nan)
         rows.append({**row, "fit": "ok" if determined else "EC50 undetermined (flat or too few doses)",
                      "bottom": p[0], "top": p[1], "hill": p[3], "ec50": 10 ** p[2] if determined else np.nan,
                      "ec50_ci_low": lo, "ec50_ci_high": hi})
     return pd.DataFrame(rows)
+
+
+def ec50_interval(log_ec50: float, se: float, n_wells: int, level: float = 0.95) -> tuple[float, float]:
+    """The EC50's CI: the Wald interval on log10 concentration with Student's t on n - 4 degrees of freedom
+    (four parameters fitted; curve_fit scales the covariance by the residual variance on those degrees), back-
+    transformed. 1.96 x SE covered 70-79% of true EC50s with one well per dose; no CI without a residual degree."""
+    from scipy.stats import t
+
+    dof = n_wells - 4
+    if dof < 1:
+        return np.nan, np.nan
+    half = float(t.ppf(0.5 + level / 2, dof)) * se
+    return 10 ** (log_ec50 - half), 10 ** (log_ec50 + half)
 
 
 def plate_heatmap(wells: Any, plate_wells: int, value: str, path: Path, title: str) -> Path:
