@@ -99,3 +99,60 @@ def test_report_captions_say_held_out_or_in_sample(run_dir: Path) -> None:
     assert "held out (fold-0)" in html or "held out (fold-1)" in html
     assert f"held out (mean of {FOLDS} models)" in html
     assert "is marked in-sample" in html
+
+
+def test_drawn_probability_is_the_patient_out_of_fold_prediction(run_dir: Path) -> None:
+    import pandas as pd
+
+    preds = pd.read_csv(run_dir / "crossval" / "MSI" / "patient-preds.csv").set_index("PATIENT")
+    drawn = _drawn(run_dir / "heatmaps" / "MSI")
+    for info in drawn.values():
+        row = preds.loc[info["patient"]]
+        assert info["drawn_by"]["models"][0]["name"] == f"fold-{row.fold}"
+        for cls, p in info["probabilities"].items():
+            assert p == pytest.approx(row[f"MSI_{cls}"], abs=1e-5), (info["patient"], cls)
+
+
+def test_without_a_slide_table_a_training_slide_is_never_called_held_out(run_dir: Path, tmp_path: Path) -> None:
+    """Slide TRN-0001-1 is not patient TRN-0001: the models' own record of their slides decides (matching the
+    slide's name with patient IDs called every training slide "held out (mean of 2 models)")."""
+    import pandas as pd
+
+    from slidepredict.heatmaps import HeatmapSettings, run_heatmaps
+
+    train = run_dir.parent / "train"
+    fold_of = pd.read_csv(run_dir / "crossval" / "MSI" / "patient-preds.csv").set_index("PATIENT").fold
+    slide_of = pd.read_csv(train / "slide.csv").set_index("FILENAME").PATIENT
+    settings = HeatmapSettings(max_slides=3, topk=0, thumb_px=128)
+    run_heatmaps(run_dir / "crossval" / "MSI", train / "slides", run_dir / "features", tmp_path / "cv", settings)
+    final = run_heatmaps(run_dir / "train" / "MSI", train / "slides", run_dir / "features", tmp_path / "final", settings)
+    for slide, info in _drawn(tmp_path / "cv").items():
+        patient = slide_of[next(f for f in slide_of.index if f.startswith(slide))]
+        assert patient != slide and info["drawn_by"]["status"] == "held out"
+        assert [m["name"] for m in info["drawn_by"]["models"]] == [f"fold-{fold_of[patient]}"]
+    assert len(final.folders) == 3
+    assert all(i["drawn_by"]["status"] == "in-sample" for i in _drawn(tmp_path / "final").values())
+    ext = run_dir.parent / "external"
+    run_heatmaps(run_dir / "crossval" / "MSI", ext / "slides", run_dir / "external" / "features", tmp_path / "ext", settings)
+    assert all(i["drawn_by"]["model"] == f"mean of {FOLDS} models" and i["drawn_by"]["held_out"]
+               for i in _drawn(tmp_path / "ext").values())
+
+
+def test_models_that_do_not_record_their_slides_are_refused_without_a_slide_table(run_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from slidepredict.cli import app
+
+    payload = torch.load(run_dir / "train" / "MSI" / "model.ckpt", weights_only=True)
+    payload["slidepredict"].pop("slides")  # as written before checkpoints recorded their slides
+    old = tmp_path / "old.ckpt"
+    torch.save(payload, old)
+    train = run_dir.parent / "train"
+    res = CliRunner().invoke(app, ["heatmaps", "--model", str(old), "--slides", str(train / "slides"), "--features",
+                                   str(run_dir / "features"), "--out", str(tmp_path / "hm")])
+    assert res.exit_code == 2 and not (tmp_path / "hm").exists()
+    assert " ".join(res.output.split()) == (
+        f"Error: {old} does not record which slides it was trained on (trained by slidepredict "
+        f"{payload['slidepredict']['slidepredict_version']}), so whether a slide was held out cannot be told without "
+        "its patient; pass --slides-table (the training cohort's slide table) or retrain with this version")

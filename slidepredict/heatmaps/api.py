@@ -148,12 +148,12 @@ def heatmap_slide(models: HeatmapModels, slide_path: Path, features_path: Path, 
                   mpp: MPPChoice = None) -> str:
     """One slide into ``<out_dir>/<stem>/``; returns batch.DONE or batch.SKIPPED (finished with the same inputs).
 
-    Without a slide table the slide is its own patient, named by its feature file, for the
-    held-out check as in training.
+    Without a slide table the held-out check takes the patient the models recorded for this feature
+    file (a slide no model saw is held out from all of them); the title shows the slide's own prediction.
     """
     stem = slide_stem(slide_path)
     final = out_dir / stem
-    drawer = patient.drawer if patient is not None else models.for_patient(features_path.stem)
+    drawer = patient.drawer if patient is not None else models.for_slide(features_path.stem)
     fingerprint = _fingerprint(drawer, features_path, params, patient)
     if _is_done(final, fingerprint):
         return batch.SKIPPED
@@ -198,6 +198,8 @@ def run_heatmaps(
         log.info("drawing %d of %d slides (max_slides; name slides with --slide, or --max-slides 0 for all)",
                  settings.max_slides, len(pairs))
         pairs = pairs[: settings.max_slides]
+    if slide_table is None:
+        models.require_slide_records()
     out = batch.check_writable(out_dir)
     features_of = dict(pairs)
     patients = {} if slide_table is None else patient_predictions(

@@ -6,7 +6,8 @@ folder, every patient of the training cohort is drawn by the fold model that did
 model saw (an external cohort) is drawn by all of them, per-tile scores averaged; a patient
 every model saw is drawn by all of them and labelled in-sample. "Saw" means the model's
 training or inner-validation patients, as stored in its checkpoint, so the rule needs no
-``splits.json`` and holds for any set of checkpoints.
+``splits.json`` and holds for any set of checkpoints. Without a slide table a slide's patient is the one
+its models recorded for that feature file (:meth:`HeatmapModels.for_slide`), never guessed from its name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slidepredict.core.digest import file_sha256
+from slidepredict.core.errors import SlidePredictError
 from slidepredict.layout import FOLD_PREFIX
 from slidepredict.training.predict import LoadedModel
 
@@ -79,6 +81,28 @@ class HeatmapModels:
         keep = keep or list(range(len(self.models)))
         return Drawer(tuple(self.names[i] for i in keep), tuple(self.models[i] for i in keep),
                       tuple(self.shas[i] for i in keep), held_out, len(self.models))
+
+
+    def require_slide_records(self) -> None:
+        """Refuse, before anything is drawn, models that cannot tell which slides they saw (made before they recorded it)."""
+        old = [m for m in self.models if not m.meta.slides]
+        if old:
+            raise SlidePredictError(
+                f"{old[0].path} does not record which slides it was trained on (trained by slidepredict "
+                f"{old[0].meta.slidepredict_version}), so whether a slide was held out cannot be told without its "
+                "patient; pass --slides-table (the training cohort's slide table) or retrain with this version")
+
+    def for_slide(self, stem: str) -> Drawer:
+        """Without a slide table: the patient each model recorded for this feature file decides, never its name.
+
+        A slide's name is not its patient's ID (``TRN-0001-1`` of patient ``TRN-0001``): matching the two
+        called a training slide "held out". A slide no model recorded was seen by none of them.
+        """
+        self.require_slide_records()
+        owner = next((p for p in (m.meta.patient_of_slide(stem) for m in self.models) if p is not None), None)
+        if owner is None:
+            return Drawer(tuple(self.names), tuple(self.models), tuple(self.shas), True, len(self.models))
+        return self.for_patient(owner)
 
 
 def load_heatmap_models(model: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | LoadedModel,

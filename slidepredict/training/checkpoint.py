@@ -42,6 +42,7 @@ class ModelMeta:
     target_kind: str = "categorical"  # cohort.targets.KINDS; checkpoints before target types are categorical
     target_scale: list[float] = field(default_factory=list)  # continuous: [mean, SD] the output is scaled back by
     survival_columns: list[str] = field(default_factory=list)  # survival: the (time, event) columns trained on
+    slides: dict[str, str] = field(default_factory=dict)  # feature-file stem -> patient, of every slide it saw
     slidepredict_version: str = __version__
     format: int = CHECKPOINT_FORMAT
 
@@ -53,6 +54,10 @@ class ModelMeta:
     def n_outputs(self) -> int:
         """Logits the head has: one per class, or one value for a continuous target."""
         return len(self.categories) if self.target_kind == "categorical" else 1
+
+    def patient_of_slide(self, stem: str) -> str | None:
+        """The patient a slide belonged to when this model saw it; None: the model never saw that slide."""
+        return self.slides.get(stem)
 
     @property
     def patients(self) -> set[str]:

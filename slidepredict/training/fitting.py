@@ -215,6 +215,7 @@ def fit(
         val_patients=val_ids, train_config=config.model_dump(mode="json"), best_step=keep.best_step,
         monitor=monitor, best_val_score=keep.best_score, target_kind=cohort.kind, target_scale=scale,
         survival_columns=list(cohort.survival_columns or ()),
+        slides={f.path.stem: p for p in [*train_ids, *val_ids] for f in cohort.slides[p]},
     )
     save_checkpoint(ckpt_path, keep.best_state, meta, dict(hparams))
     if cohort.kind == "survival":  # the training risks' mean and SD put every model's risks on one scale
