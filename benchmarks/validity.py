@@ -181,8 +181,11 @@ def run_setting(kind: Kind, n: int, witness: float, noise: float, heads: list[st
     check = best_mean_feature(kind, spec, work / "check")
     rows: list[dict] = []
     t0 = time.perf_counter()
-    if not heads:  # --ceiling-only: what the planted truth reaches, no training
-        return check, [ceiling(kind, train, external, made, ext_made, np.arange(len(train.patients)) % FOLDS)], 0.0
+    if not heads:  # --ceiling-only: what the planted truth reaches, no training, on the folds crossval would make
+        from slidepredict.training.splits import make_splits
+
+        fold_of = {p: k for k, split in enumerate(make_splits(train, FOLDS, TrainSettings().seed)) for p in split["test"]}
+        return check, [ceiling(kind, train, external, made, ext_made, np.array([fold_of[p] for p in train.patients]))], 0.0
     splits = None
     for head in heads:
         cv_dir = work / f"cv-{head}"

@@ -69,6 +69,10 @@ def test_leave_one_site_out(sited: tuple[Path, Path, Path], tmp_path: Path) -> N
     saved = json.loads((out / "TARGET" / "splits.json").read_text())
     assert saved["folds"] == 6 and [s["test_groups"] for s in saved["splits"]] == [[s] for s in SITES]
     assert len(list((out / "TARGET").glob("fold-*/model.ckpt"))) == 6
+    text = " ".join(res.output.split())
+    assert "TARGET: leave-one-SITE-out (6 folds) cross-validation of 24 patients" in text and "5-fold" not in text
+    point = json.loads((out / "TARGET" / "operating-point.json").read_text())
+    assert point["chosen_on"].endswith("(leave-one-SITE-out (6 folds) cross-validation)")
 
 
 def test_inner_validation_split_takes_whole_sites(sited: tuple[Path, Path, Path]) -> None:

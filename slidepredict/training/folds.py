@@ -25,7 +25,7 @@ from slidepredict.training.baseline import REGRESSION
 from slidepredict.training.fitting import check_trainable, fit
 from slidepredict.training.predict import predict_cohort
 from slidepredict.training.settings import TrainSettings
-from slidepredict.training.splits import Splits, load_or_make_splits, n_folds, splits_record
+from slidepredict.training.splits import Splits, folds_text, load_or_make_splits, n_folds, splits_record
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ def crossval(
     write_text_atomic(out_dir / PREDS_FILE, pooled.to_csv(index=False))
     from slidepredict.stats import operating
 
-    chosen_on = f"the pooled out-of-fold predictions of {len(pooled)} training patients ({folds}-fold cross-validation)"
+    chosen_on = (f"the pooled out-of-fold predictions of {len(pooled)} training patients "
+                 f"({folds_text(cohort, folds, leave_group_out)} cross-validation)")
     if cohort.kind == "categorical":  # a cut-off on class probabilities; a continuous prediction needs none
         operating.write(out_dir, operating.choose(pooled, str(cohort.target), cohort.categories, chosen_on,
                                                   target_sensitivity, cutoff))

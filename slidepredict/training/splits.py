@@ -34,6 +34,12 @@ def n_folds(cohort: Cohort, folds: int, leave_group_out: bool) -> int:
     return len(set(cohort.groups))
 
 
+def folds_text(cohort: Cohort, folds: int, leave_group_out: bool) -> str:
+    """``5-fold``, or ``leave-one-SITE-out (7 folds)``: what a headline calls the folds actually run."""
+    n = n_folds(cohort, folds, leave_group_out)
+    return f"leave-one-{cohort.group_name}-out ({n} folds)" if leave_group_out else f"{n}-fold"
+
+
 def make_splits(cohort: Cohort, folds: int, seed: int, leave_group_out: bool = False) -> Splits:
     """Stratified k-fold over patients (a patient's slides never straddle folds), grouped when the cohort has groups."""
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold

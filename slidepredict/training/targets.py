@@ -17,6 +17,7 @@ from slidepredict.core.errors import ConfigError
 from slidepredict.layout import PREDS_FILE, fold_dir
 from slidepredict.training.folds import baseline_note, crossval, pooled_auroc, score_name, train_final
 from slidepredict.training.settings import TrainingSettings
+from slidepredict.training.splits import folds_text, n_folds
 
 if TYPE_CHECKING:
     from slidepredict.cohort.settings import CohortSettings
@@ -55,14 +56,16 @@ def run_targets(
         elif fold is not None:
             crossval(labelled, out / target, training, folds=training.folds, fold=fold,
                      leave_group_out=training.leave_group_out)
-            yield f"{target}: fold {fold} of {training.folds} done -> {fold_dir(out / target, fold)}"
+            yield (f"{target}: fold {fold} of {n_folds(labelled, training.folds, training.leave_group_out)} done -> "
+                   f"{fold_dir(out / target, fold)}")
         else:
             pooling = training.baseline_pooling()
             preds = crossval(labelled, out / target, training, folds=training.folds, baseline=pooling,
                              target_sensitivity=training.target_sensitivity, leave_group_out=training.leave_group_out,
                              cutoff=training.cutoff)
             auc = pooled_auroc(preds, target, labelled.categories, labelled.kind)
-            yield (f"{target}: {training.folds}-fold cross-validation of {len(labelled)} patients, pooled "
+            yield (f"{target}: {folds_text(labelled, training.folds, training.leave_group_out)} cross-validation of "
+                   f"{len(labelled)} patients, pooled "
                    f"{score_name(labelled.categories, labelled.kind)} {auc:.3f}"
                    f"{baseline_note(out / target, pooling, target)} -> "
                    f"{out / target / PREDS_FILE}")
