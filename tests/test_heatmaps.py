@@ -56,7 +56,7 @@ def _model(path: Path, spec: FeatureSpec) -> Path:
     """A random-init attention model trained, as far as its checkpoint says, on features of ``spec``."""
     head = create_mil("attention", DIM, len(CATS))
     meta = ModelMeta(model="attention", model_hparams=dict(head.hparams), target="MSI", categories=CATS,
-                     features=spec.to_dict(), train_patients=["p1", "p2"])
+                     features=spec.to_dict(), train_patients=["p1", "p2"], slides={"p1": "p1", "p2": "p2"})
     return save_checkpoint(path, head.state_dict(), meta, {})
 
 
@@ -393,7 +393,8 @@ def test_continuous_target_maps_each_tiles_value_in_units(setup: dict, tmp_path:
 
     head = create_mil("attention", DIM, 1)
     meta = ModelMeta(model="attention", model_hparams=dict(head.hparams), target="SCORE", categories=[],
-                     features=SPEC.to_dict(), train_patients=["p1"], target_kind="continuous", target_scale=[5.0, 2.0])
+                     features=SPEC.to_dict(), train_patients=["p1"], target_kind="continuous", target_scale=[5.0, 2.0],
+                     slides={"p1": "p1"})
     model = save_checkpoint(tmp_path / "score.ckpt", head.state_dict(), meta, {})
     root = setup["root"]
     folder, = heatmaps(model, root / "slides", root / "features", tmp_path / "out", slides=["S0"], topk=0, thumb_px=256)
