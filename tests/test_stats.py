@@ -192,7 +192,11 @@ def test_plots_are_written_valid_and_labelled(tmp_path: Path) -> None:
             assert ET.parse(path).getroot().tag.endswith("svg")
     roc = (tmp_path / "out" / "roc-isMSIH.svg").read_text()
     h = result.headline
-    assert f"pooled (n=120, {_value(result.table, 'pooled', 'MSI H', 'auroc')['n_pos']:.0f} pos): {h['text']}" in roc
+    auroc_text = h["text"].split(";")[0]
+    assert f"pooled (n=120, {_value(result.table, 'pooled', 'MSI H', 'auroc')['n_pos']:.0f} pos): {auroc_text}" in roc
+    brier = _value(result.table, "pooled", "MSI H", "brier")["value"]
+    ece = _value(result.table, "pooled", "MSI H", "ece")["value"]
+    assert h["text"] == f"{auroc_text}; Brier {brier:.3f}, calibration error {ece:.3f}"
     assert "fold-2 (n=40" in roc
     assert h["n_bootstrap"] == 50 and h["ci_low"] < h["value"] < h["ci_high"]
     assert not list((tmp_path / "out").glob(".stats-*"))
@@ -321,3 +325,23 @@ def test_bad_options_fail_before_any_output(tmp_path: Path, options: dict, messa
         compute_stats(files, tmp_path / "out", **options)
     assert str(err.value) == message
     assert not (tmp_path / "out").exists()
+
+
+def test_calibration_error_matches_torchmetrics_and_sees_overconfidence() -> None:
+    """ECE against an independent implementation (torchmetrics' binary_calibration_error, 10 bins, L1); an
+    overconfident model with the same ranking has the same AUROC and a far larger ECE."""
+    import torch
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    from slidepredict.stats.metrics import calibration_error
+
+    rng = np.random.default_rng(0)
+    p = rng.random(300)
+    y = (rng.random(300) < p).astype(int)  # calibrated by construction
+    ref = float(binary_calibration_error(torch.tensor(p), torch.tensor(y), n_bins=10, norm="l1"))
+    assert calibration_error(y, p) == pytest.approx(ref, abs=1e-9)
+    sharp = 1 / (1 + np.exp(-12 * (p - 0.5)))  # same order, pushed towards 0 and 1
+    assert roc_auc_score(y, sharp) == pytest.approx(roc_auc_score(y, p))
+    assert calibration_error(y, sharp) > 2 * calibration_error(y, p)
+    ref = float(binary_calibration_error(torch.tensor(sharp), torch.tensor(y), n_bins=10, norm="l1"))
+    assert calibration_error(y, sharp) == pytest.approx(ref, abs=1e-9)

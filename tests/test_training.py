@@ -162,8 +162,16 @@ def test_cli_two_targets_multiclass(tmp_path: Path) -> None:
     res = _cli("crossval", "--clini", clini, "--slides-table", slides, "--features", feats, "--target", "TARGET",
                "--target", "SECOND", "--out", out, "--folds", "2", "--steps", "4", "--val-every", "2", "--min-steps", "0", "--bag-size", "8", "--batch-size", "4")
     assert res.exit_code == 0, res.output
-    assert "TARGET: 2-fold cross-validation of 18 patients, pooled AUROC" in res.output
+    text = " ".join(res.output.split())
+    assert "TARGET: 2-fold cross-validation of 18 patients, pooled AUROC" in text
     multi = pd.read_csv(out / "TARGET" / "patient-preds.csv")
+    onehot = (multi.TARGET.to_numpy()[:, None] == np.array(["a", "b", "c"])).astype(float)
+    brier = ((multi[["TARGET_a", "TARGET_b", "TARGET_c"]].to_numpy() - onehot) ** 2).sum(1).mean()
+    assert f"multi-class Brier {brier:.3f}" in text  # beside the AUROC: probabilities, not only the ranking
+    second = pd.read_csv(out / "SECOND" / "patient-preds.csv")
+    from sklearn.metrics import brier_score_loss
+
+    assert f"Brier {brier_score_loss(second.SECOND == 'y', second.SECOND_y):.3f}, calibration error" in text
     assert list(multi.columns) == ["PATIENT", "TARGET", "pred", "TARGET_a", "TARGET_b", "TARGET_c", "fold"]
     assert list(pd.read_csv(out / "SECOND" / "patient-preds.csv").columns)[3:5] == ["SECOND_x", "SECOND_y"]
     res = _cli("train", "--clini", clini, "--slides-table", slides, "--features", feats, "--target", "SECOND",

@@ -103,8 +103,9 @@ def _fmt_ci(value: float, low: float, high: float) -> str:
 
 def metrics_summary(df: Any) -> tuple[list[str], list[list[str]]]:
     """One row per target/class/group: the figures a reader compares, CIs inline."""
-    columns = ["target", "class", "group", "n", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier", "sens@0.5", "spec@0.5"]
-    decisions = [("brier", None), ("sensitivity", "0.5"), ("specificity", "0.5")]
+    columns = ["target", "class", "group", "n", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier", "calibration error",
+               "sens@0.5", "spec@0.5"]
+    decisions = [("brier", None), ("ece", None), ("sensitivity", "0.5"), ("specificity", "0.5")]
     if "threshold" in df and (df["threshold"].astype(str) == CARRIED).any():  # cut-offs from the training cohort
         columns += [f"{CARRIED} cut-off", f"sens@{CARRIED}", f"spec@{CARRIED}"]
         decisions += [("threshold", CARRIED), ("sensitivity", CARRIED), ("specificity", CARRIED)]

@@ -93,8 +93,19 @@ def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
         "value": float(row["value"]), "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
         "ci": ci, "n": int(row["n"]),
         "n_bootstrap": None if np.isnan(row["n_bootstrap"]) else int(row["n_bootstrap"]),
-        "text": format_value("auroc", row, ci),
+        "text": format_value("auroc", row, ci) + _calibration_text(table, target, cls),
     }
+
+
+def _calibration_text(table: pd.DataFrame, target: str, cls: str) -> str:
+    """``; Brier 0.114, calibration error 0.081`` of the headline class (pooled), beside its AUROC: a ranking can be
+    perfect while its probabilities are not to be read as probabilities. A multi-class macro row: the multi-class Brier."""
+    sel = table[(table["target"] == target) & (table["group"] == POOLED)]
+    own = sel[sel["class"] == cls].set_index("metric")["value"]
+    if "brier" in own.index:
+        return f"; Brier {float(own['brier']):.3f}, calibration error {float(own['ece']):.3f}"
+    overall = sel[(sel["metric"] == "brier")]["value"]
+    return f"; multi-class Brier {float(overall.iloc[0]):.3f}" if len(overall) else ""
 
 
 def file_kind(path: Path) -> str:

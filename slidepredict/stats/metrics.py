@@ -80,7 +80,7 @@ THRESHOLDS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
-DISPLAY = {"auroc": "AUROC", "auprc": "AUPRC", "f1": "F1", "brier": "Brier"}
+DISPLAY = {"auroc": "AUROC", "auprc": "AUPRC", "f1": "F1", "brier": "Brier", "ece": "calibration error"}
 
 
 def format_value(metric: str, row: Mapping[str, float], ci: float) -> str:
@@ -108,8 +108,23 @@ def class_metrics(y: np.ndarray, p: np.ndarray, carried: float | None = None) ->
         yhat = (p >= cut).astype(int)
         out.update({(m, tname): float(fn(y, yhat)) for m, fn in DECISION.items()})
     out[("brier", "")] = float(brier_score_loss(y, p))
+    out[("ece", "")] = calibration_error(y, p)
     out[("prevalence", "")] = float(y.mean())
     return out
+
+
+CALIBRATION_BINS = 10
+
+
+def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error: per equal-width probability bin, |observed - mean predicted|, weighted by its patients.
+
+    What a pathologist needs of a probability is that 0.9 means nine in ten; AUROC does not see it (a ranking
+    can be perfect with every probability at 0.0001 or 0.9999). The calibration plot draws the same bins.
+    """
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(y[idx == b].mean() - p[idx == b].mean()) * (idx == b).mean() for b in np.unique(idx)))
 
 
 def multiclass_brier(truth: np.ndarray, probs: np.ndarray) -> float:
@@ -217,7 +232,7 @@ def evaluate(g: Predictions, n_bootstrap: int, seed: int, ci: float,
             add(cls, key, value, int(truth[:, k].sum()), intervals.get((cls, key[0])) if not key[1] else None)
     if len(g.classes) > 2:
         for key in per_class[g.classes[0]]:
-            if key[0] in ("threshold", "prevalence", "brier") or any(key not in m for m in per_class.values()):
+            if key[0] in ("threshold", "prevalence", "brier", "ece") or any(key not in m for m in per_class.values()):
                 continue
             value = float(np.mean([m[key] for m in per_class.values()]))
             name = MACRO if key[0] in RANKING else MEAN_OVR

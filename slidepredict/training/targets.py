@@ -15,7 +15,9 @@ from slidepredict.cohort.groups import with_groups
 from slidepredict.core.settings import ALL_TARGETS, for_target
 from slidepredict.core.errors import ConfigError
 from slidepredict.layout import PREDS_FILE, fold_dir
-from slidepredict.training.folds import baseline_note, crossval, pooled_auroc, score_name, train_final
+from slidepredict.training.folds import (
+    baseline_note, calibration_note, crossval, pooled_auroc, score_name, train_final,
+)
 from slidepredict.training.settings import TrainingSettings
 from slidepredict.training.splits import folds_text, n_folds
 
@@ -67,5 +69,6 @@ def run_targets(
             yield (f"{target}: {folds_text(labelled, training.folds, training.leave_group_out)} cross-validation of "
                    f"{len(labelled)} patients, pooled "
                    f"{score_name(labelled.categories, labelled.kind)} {auc:.3f}"
+                   f"{calibration_note(preds, target, labelled.categories)}"
                    f"{baseline_note(out / target, pooling, target)} -> "
                    f"{out / target / PREDS_FILE}")
