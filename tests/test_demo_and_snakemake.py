@@ -26,8 +26,9 @@ def test_demo_runs_every_stage_and_says_what_its_numbers_are(tmp_path: Path) -> 
     assert len(crossval) == 1
     assert "95% CI" in crossval[0] and "per fold" in crossval[0] and " +- " in crossval[0]
     assert "mean-pool + logistic regression, same folds: AUROC" in crossval[0]
+    assert "; Brier 0." in crossval[0] and ", calibration error 0." in crossval[0]  # probabilities, not only ranks
     external = [h for h in ctx.headlines if "external validation" in h]
-    assert len(external) == 1 and "95% CI" in external[0]
+    assert len(external) == 1 and "95% CI" in external[0] and "; Brier 0." in external[0]
     report = ctx.results["report"]
     html = Path(report).read_text()
     assert "Heatmaps" in html and "Performance" in html and "Cohort" in html
