@@ -82,7 +82,6 @@ class HeatmapModels:
         return Drawer(tuple(self.names[i] for i in keep), tuple(self.models[i] for i in keep),
                       tuple(self.shas[i] for i in keep), held_out, len(self.models))
 
-
     def require_slide_records(self) -> None:
         """Refuse, before anything is drawn, models that cannot tell which slides they saw (made before they recorded it)."""
         old = [m for m in self.models if not m.meta.slides]
