@@ -180,3 +180,12 @@ def test_delong_with_one_positive_says_why(tmp_path: Path) -> None:
     assert _refused(tmp_path, tmp_path / "a.csv", tmp_path / "b.csv") == (
         f"Error: MSI: 1 of the {n} compared patients is 'MSI'; DeLong's test needs at least two patients of each "
         "class (its variance is undefined with one)")
+
+
+def test_compare_refuses_when_every_patient_was_trained_on_by_one_model(tmp_path: Path) -> None:
+    a, b = _values(tmp_path)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.assign(in_training=~a.in_training).to_csv(tmp_path / "b.csv", index=False)  # B trained on the other half
+    assert _refused(tmp_path, tmp_path / "a.csv", tmp_path / "b.csv") == (
+        f"Error: Predictions file '{tmp_path / 'a.csv'}' has no labelled patient that the compared models did not "
+        "train on; there is nothing to compare on.")
