@@ -187,5 +187,6 @@ def test_compare_refuses_when_every_patient_was_trained_on_by_one_model(tmp_path
     a.to_csv(tmp_path / "a.csv", index=False)
     b.assign(in_training=~a.in_training).to_csv(tmp_path / "b.csv", index=False)  # B trained on the other half
     assert _refused(tmp_path, tmp_path / "a.csv", tmp_path / "b.csv") == (
-        f"Error: Predictions file '{tmp_path / 'a.csv'}' has no labelled patient that the compared models did not "
-        "train on; there is nothing to compare on.")
+        "WARNING 60 patients were used to train one of the compared models (column 'in_training') and are left out "
+        f"of the comparison of every model Error: Predictions file '{tmp_path / 'a.csv'}' has no labelled patient "
+        "that the compared models did not train on; there is nothing to compare on.")
