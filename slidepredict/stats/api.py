@@ -17,7 +17,7 @@ import pandas as pd
 
 from slidepredict.core.atomic import staged_folder
 from slidepredict.core.settings import for_target
-from slidepredict.stats.metrics import MACRO, confusion, evaluate, format_value
+from slidepredict.stats.metrics import MACRO, calibration_text, confusion, evaluate, format_value
 from slidepredict.stats.operating import CARRIED
 from slidepredict.stats.plots import plot_target
 from slidepredict.core.names import safe_name
@@ -98,14 +98,13 @@ def headline(table: pd.DataFrame, target: str, cls: str, ci: float) -> dict:
 
 
 def _calibration_text(table: pd.DataFrame, target: str, cls: str) -> str:
-    """``; Brier 0.114, calibration error 0.081`` of the headline class (pooled), beside its AUROC: a ranking can be
-    perfect while its probabilities are not to be read as probabilities. A multi-class macro row: the multi-class Brier."""
+    """The headline class's pooled Brier score and calibration error; for a multi-class macro row the multi-class Brier."""
     sel = table[(table["target"] == target) & (table["group"] == POOLED)]
     own = sel[sel["class"] == cls].set_index("metric")["value"]
     if "brier" in own.index:
-        return f"; Brier {float(own['brier']):.3f}, calibration error {float(own['ece']):.3f}"
+        return calibration_text(float(own["brier"]), float(own["ece"]))
     overall = sel[(sel["metric"] == "brier")]["value"]
-    return f"; multi-class Brier {float(overall.iloc[0]):.3f}" if len(overall) else ""
+    return calibration_text(float(overall.iloc[0])) if len(overall) else ""
 
 
 def file_kind(path: Path) -> str:

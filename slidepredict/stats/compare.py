@@ -27,7 +27,7 @@ from slidepredict.core.names import safe_name
 from slidepredict.core.settings import for_target
 from slidepredict.core.progress import track
 from slidepredict.stats.predictions import (
-    PATIENT, Predictions, PredictionsError, duplicated_patient, file_labels, read_predictions, trained_anywhere,
+    Predictions, PredictionsError, compared_rows, file_labels, read_predictions, trained_anywhere,
 )
 
 log = logging.getLogger(__name__)
@@ -88,11 +88,7 @@ def _whole_file(path: Path, label: str, trained: set[str]) -> Predictions:
     groups = read_predictions(path, label)
     fields = ("patients", "labels", "predicted", "probs")
     whole = replace(groups[0], group=label, **{k: np.concatenate([getattr(g, k) for g in groups]) for k in fields})
-    duplicated_patient(pd.DataFrame({PATIENT: whole.patients}), path)
-    keep = ~np.isin(whole.patients, list(trained))
-    if not keep.any():
-        raise PredictionsError(f"Predictions file '{path}' has no labelled patient that the compared models did "
-                               "not train on; there is nothing to compare on.")
+    keep = compared_rows(whole.patients, path, trained)
     return replace(whole, **{k: getattr(whole, k)[keep] for k in fields})
 
 

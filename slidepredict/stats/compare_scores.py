@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from slidepredict.core.progress import track
-from slidepredict.stats.predictions import PATIENT, PredictionsError, duplicated_patient, file_labels, trained_anywhere
+from slidepredict.stats.predictions import PATIENT, PredictionsError, compared_rows, file_labels, trained_anywhere
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,11 @@ def _read(path: Path, kind: str, trained: set[str]) -> tuple[str, pd.DataFrame]:
     target = survival_target(df) if kind == "survival" else continuous_target(df)
     if target is None:
         raise PredictionsError(f"Predictions file '{path}' is not a {kind} target's.")
-    duplicated_patient(df, path)
-    unlabelled = df[KINDS[kind][1](target)].isna().any(axis=1)
+    unlabelled = df[KINDS[kind][1](target)].isna().any(axis=1).to_numpy()
     if unlabelled.any():
         log.info("%s: %d of %d rows have no true value for '%s' and are left out of the comparison",
                  path, int(unlabelled.sum()), len(df), target)
-    keep = ~unlabelled & ~df[PATIENT].isin(trained)
-    if not keep.any():
-        raise PredictionsError(f"Predictions file '{path}' has no labelled patient that the compared models did "
-                               "not train on; there is nothing to compare on.")
-    return target, df[keep].set_index(PATIENT)
+    return target, df[compared_rows(df[PATIENT].to_numpy(), path, trained, ~unlabelled)].set_index(PATIENT)
 
 
 def aligned_scores(paths: list[Path], kind: str) -> tuple[str, list[str], pd.DataFrame]:

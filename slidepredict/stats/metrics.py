@@ -127,6 +127,14 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
     return float(sum(abs(y[idx == b].mean() - p[idx == b].mean()) * (idx == b).mean() for b in np.unique(idx)))
 
 
+def calibration_text(brier: float, ece: float | None = None) -> str:
+    """``; Brier 0.114, calibration error 0.081`` (one class), or ``; multi-class Brier 0.410``: what headlines
+    print beside AUROC, as a ranking can be perfect while its probabilities are not to be read as probabilities."""
+    if ece is None:
+        return f"; multi-class Brier {brier:.3f}"
+    return f"; Brier {brier:.3f}, calibration error {ece:.3f}"
+
+
 def multiclass_brier(truth: np.ndarray, probs: np.ndarray) -> float:
     """Brier's original score: mean over patients of the summed squared error over all classes (0 best, 2 worst).
 

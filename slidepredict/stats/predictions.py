@@ -255,12 +255,22 @@ def trained_anywhere(paths: list[Path]) -> set[str]:
     return seen
 
 
-def duplicated_patient(df: pd.DataFrame, path: Path) -> None:
-    """One row per patient in a whole file: the same patient in two folds (or twice) is refused, never deduplicated."""
-    dup = df[PATIENT][df[PATIENT].duplicated()]
+def compared_rows(patients: np.ndarray, path: Path, trained: set[str], usable: np.ndarray | None = None) -> np.ndarray:
+    """Which rows of a whole file a paired comparison keeps: the ``usable`` ones (e.g. labelled) but ``trained`` patients.
+
+    One row per patient: the same patient in two folds (or twice) is refused, never deduplicated; a file left
+    with no patient is refused too.
+    """
+    ids = pd.Series(np.asarray(patients, dtype=str))
+    dup = ids[ids.duplicated()]
     if not dup.empty:
         raise PredictionsError(f"Predictions file '{path}' lists patient '{dup.iloc[0]}' "
-                               f"{df[PATIENT].eq(dup.iloc[0]).sum()} times; write one row per patient.")
+                               f"{ids.eq(dup.iloc[0]).sum()} times; write one row per patient.")
+    keep = ~ids.isin(trained).to_numpy() & (True if usable is None else np.asarray(usable, dtype=bool))
+    if not keep.any():
+        raise PredictionsError(f"Predictions file '{path}' has no labelled patient that the compared models did "
+                               "not train on; there is nothing to compare on.")
+    return keep
 
 
 def group_frames(df: pd.DataFrame, label: str, by: str | None) -> list[tuple[str, pd.DataFrame]]:

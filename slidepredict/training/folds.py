@@ -201,16 +201,16 @@ def pooled_auroc(preds: Any, target: str, categories: list[str], kind: str = "ca
 def calibration_note(preds: Any, target: str, categories: list[str]) -> str:
     """``; Brier 0.114, calibration error 0.081`` of the held-out probabilities (binary: of ``categories[1]``);
     the multi-class Brier for more classes; "" for a continuous or survival target."""
-    from slidepredict.stats.metrics import calibration_error, multiclass_brier
+    from slidepredict.stats.metrics import calibration_error, calibration_text, multiclass_brier
 
     if not categories or preds[target].astype(str).nunique() < 2:
         return ""
     y = preds[target].astype(str).to_numpy()
     if len(categories) == 2:
         truth, p = (y == categories[1]).astype(float), preds[f"{target}_{categories[1]}"].to_numpy(np.float64)
-        return f"; Brier {np.mean((p - truth) ** 2):.3f}, calibration error {calibration_error(truth, p):.3f}"
+        return calibration_text(float(np.mean((p - truth) ** 2)), calibration_error(truth, p))
     onehot = (y[:, None] == np.asarray(categories)[None]).astype(float)
-    return f"; multi-class Brier {multiclass_brier(onehot, preds[[f'{target}_{c}' for c in categories]].to_numpy()):.3f}"
+    return calibration_text(multiclass_brier(onehot, preds[[f"{target}_{c}" for c in categories]].to_numpy()))
 
 
 def baseline_auroc(out_dir: Path, pooling: str, target: str) -> float | None:
